@@ -1,0 +1,87 @@
+"""Process runtime shared by every role's entry point: logging set-up and the run/stop life cycle.
+
+:Status: used by ``comet/__main__.py``, ``web/__main__.py``, ``message/__main__.py`` and ``pushcluster.py``.
+
+``run_node`` follows the uvicorn/rq pattern: start the node (a failure to start exits with
+``STARTUP_FAILURE``), wait for SIGTERM or SIGINT, then stop it gracefully; a second signal while stopping
+exits at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.config
+import os
+import signal
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+STARTUP_FAILURE = 3
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DEFAULT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class Node(Protocol):
+    """Anything with an async start/stop life cycle: a role node, or several of them (standalone)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def setup_logging(path: str | None, level: str = "INFO") -> None:
+    """Configure logging from a ``logging.config.fileConfig`` file, or a one-line format on stderr."""
+    if path:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"logging config {path!r} does not exist")
+        logging.config.fileConfig(path, disable_existing_loggers=False)
+        return
+    logging.basicConfig(level=level, format=DEFAULT_FORMAT)
+
+
+async def serve(node: Node, stop: asyncio.Event | None = None) -> int:
+    """Start ``node``, wait for a stop signal (or ``stop`` being set), stop it; return an exit code."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            log.info("signal %s: stopping gracefully (send it again to exit at once)",
+                     signal.Signals(signum).name)
+            stop.set()
+        else:
+            log.warning("signal %s again: exiting at once", signal.Signals(signum).name)
+            os._exit(1)
+
+    for signum in HANDLED_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        try:
+            await node.start()
+        except Exception as exc:  # noqa: BLE001 - any start failure is reported the same way
+            log.error("could not start: %s", exc, exc_info=not isinstance(exc, OSError))
+            await _stop_quietly(node)
+            return STARTUP_FAILURE
+        await stop.wait()
+        await node.stop()
+        log.info("stopped")
+        return 0
+    finally:
+        for signum in HANDLED_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+async def _stop_quietly(node: Node) -> None:
+    try:
+        await node.stop()
+    except Exception:  # noqa: BLE001 - a half-started node may fail to stop; the start error is the news
+        log.debug("stop after a failed start also failed", exc_info=True)
+
+
+def run_node(node: Node) -> int:
+    """Run ``node`` on a new asyncio loop until SIGTERM/SIGINT; return the process exit code."""
+    return asyncio.run(serve(node))
