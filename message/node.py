@@ -1,0 +1,58 @@
+"""MessageNode: the message role's life cycle — open the store, serve MessageRPC, stop gracefully."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from message.config import MessageConfig, StorageConfig
+from message.redis_storage import RedisStorage
+from message.rpc import MessageRPC
+from message.sqlite_storage import SqliteStorage
+from message.storage import Storage
+from thirdparty.confload import parse_address
+from thirdparty.rpc_server import RpcServer
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 2.0  # seconds that calls already running get to answer when the node stops
+
+
+async def open_storage(config: StorageConfig, *, now_ns: Callable[[], int] = time.time_ns) -> Storage:
+    """The store the config names: Redis shards (checked once, not required to be up) or a SQLite file."""
+    if config.backend == "sqlite":
+        return await SqliteStorage.open(config.sqlite_path, limits=config.limits(), now_ns=now_ns,
+                                        sweep_interval=config.sqlite_sweep_interval)
+    storage = RedisStorage(config.redis, weights=config.redis_weights, limits=config.limits(), now_ns=now_ns,
+                           timeout=config.redis_timeout, max_connections=config.redis_max_connections)
+    await storage.check_shards()
+    return storage
+
+
+class MessageNode:
+    """One message node: a MessageRPC listener on ``config.rpc.bind`` in front of the configured store."""
+
+    def __init__(self, config: MessageConfig, *, now_ns: Callable[[], int] = time.time_ns) -> None:
+        self.config = config
+        self._now_ns = now_ns
+        self._storage: Storage | None = None
+        self._server: RpcServer | None = None
+
+    async def start(self) -> None:
+        self._storage = await open_storage(self.config.storage, now_ns=self._now_ns)
+        self._server = RpcServer()
+        self._server.register("MessageRPC", MessageRPC(self._storage,
+                                                       max_fetch_bytes=self.config.rpc.max_fetch_bytes))
+        host, port = parse_address(self.config.rpc.bind)
+        self._server.listen(port, address=host)
+        log.info("rpc=%s backend=%s: message node serving", self.config.rpc.bind, self.config.storage.backend)
+
+    async def stop(self) -> None:
+        """Stop listening, let running calls answer (up to STOP_GRACE s), close connections, close the store."""
+        if self._server is not None:
+            await self._server.close_all(STOP_GRACE)
+            self._server = None
+        if self._storage is not None:
+            await self._storage.close()
+            self._storage = None
+        log.info("rpc=%s: message node stopped", self.config.rpc.bind)

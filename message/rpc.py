@@ -1,0 +1,104 @@
+"""MessageRPC: the message node's MessagePack-RPC methods (registered as ``MessageRPC.<Method>``).
+
+Thin: every method hands its params to the ``Storage`` and maps the two ways a call fails. A bad argument
+(``storage.InvalidArgument``, also for a param of the wrong type) becomes ``RpcError(ERR_PARAM, reason)``, which the
+``RpcServer`` logs at WARNING; an unreachable store becomes ``RpcError(ERR_INTERNAL, "storage unavailable")``,
+with the cause (shard, Redis error) logged here at ERROR.
+``msg`` is the message's raw bytes; a ``str`` (from a client that packs bytes as msgpack str) is taken as UTF-8.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, TypeVar
+
+from message.storage import FetchResult, InvalidArgument, Storage, StorageUnavailable
+from thirdparty.rpc_codec import ERR_INTERNAL, ERR_PARAM, RpcError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_MAX_FETCH_BYTES = 960 * 1024
+MSG_ENTRY_OVERHEAD = 16  # msgpack bytes around one [mid, msg] pair in a GetPrivate reply, rounded up
+
+
+class MessageRPC:
+    """The MessageRPC service: SavePrivate, SavePrivates, GetPrivate, DelPrivate, Ping."""
+
+    RPC_METHODS = ("SavePrivate", "SavePrivates", "GetPrivate", "DelPrivate", "Ping")
+
+    def __init__(self, storage: Storage, *, max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES) -> None:
+        self._storage = storage
+        self._max_fetch_bytes = max_fetch_bytes
+
+    async def SavePrivate(self, key: Any, msg: Any, expire: Any) -> int:
+        """Assign ``key``'s next mid (returned) and store ``msg`` for ``expire`` seconds when ``expire > 0``."""
+        mid = await _call("SavePrivate", key, self._storage.save(key, _payload(msg), expire))
+        log.debug("key=%s mid=%d expire=%s: saved", key, mid, expire)
+        return mid
+
+    async def SavePrivates(self, keys: Any, msg: Any, expire: Any) -> dict[str, int]:
+        """Save one message for many keys; return ``{key: mid}`` for the keys saved.
+
+        A key missing from the result was not saved (its storage shard failed): the caller reports it as
+        failed (the comet's ``fk``). Duplicate keys are saved once. A bad argument fails the whole call.
+        """
+        first = keys[0] if isinstance(keys, list) and keys else "-"
+        saved = await _call("SavePrivates", first, self._storage.save_many(keys, _payload(msg), expire))
+        failed = [key for key in dict.fromkeys(keys) if key not in saved]
+        if failed:
+            log.warning("key=%s: SavePrivates did not save %d of %d keys (this one first)",
+                        failed[0], len(failed), len(failed) + len(saved))
+        if log.isEnabledFor(logging.DEBUG):
+            for key, mid in saved.items():
+                log.debug("key=%s mid=%d expire=%s: saved", key, mid, expire)
+        return saved
+
+    async def GetPrivate(self, key: Any, mid: Any) -> dict[str, Any]:
+        """``{"msgs": [[mid, msg], ...], "trimmed": bool}``: messages newer than ``mid``, ascending.
+
+        The reply holds the oldest of them up to ``max_fetch_bytes`` of payload (at least one message), so it
+        stays under the RPC frame limit; the reader asks again from the last mid it received.
+        """
+        result: FetchResult = await _call("GetPrivate", key, self._storage.fetch(key, mid))
+        msgs = _within(result.msgs, self._max_fetch_bytes)
+        if len(msgs) < len(result.msgs):
+            log.info("key=%s mid=%d: reply holds %d of %d messages (max_fetch_bytes)",
+                     key, mid, len(msgs), len(result.msgs))
+        return {"msgs": msgs, "trimmed": result.trimmed}
+
+    async def DelPrivate(self, key: Any) -> int:
+        """Delete ``key``'s stored messages (its mids keep increasing); return how many were deleted."""
+        count = await _call("DelPrivate", key, self._storage.delete(key))
+        log.info("key=%s: deleted %d stored messages", key, count)
+        return count
+
+    async def Ping(self) -> str:
+        return "pong"
+
+
+def _payload(msg: Any) -> Any:
+    """Message bytes; a str is encoded as UTF-8, anything else is left for the storage check to reject."""
+    return msg.encode("utf-8") if isinstance(msg, str) else msg
+
+
+async def _call(method: str, key: Any, call: Awaitable[T]) -> T:
+    """Await a storage call, mapping its failures to RPC errors; a store failure's cause is logged here."""
+    try:
+        return await call
+    except InvalidArgument as exc:  # logged once by the RpcServer, with this reason
+        raise RpcError(ERR_PARAM, str(exc)) from None
+    except StorageUnavailable as exc:
+        log.error("key=%s: %s failed: %s", key, method, exc)  # a validated key
+        raise RpcError(ERR_INTERNAL, "storage unavailable") from None
+
+
+def _within(msgs: list[tuple[int, bytes]], budget: int) -> list[list[Any]]:
+    """The oldest messages whose payloads fit in ``budget`` bytes, as ``[mid, msg]`` pairs; at least one."""
+    out: list[list[Any]] = []
+    used = 0
+    for mid, msg in msgs:
+        used += len(msg) + MSG_ENTRY_OVERHEAD
+        if out and used > budget:
+            break
+        out.append([mid, msg])
+    return out

@@ -1,0 +1,157 @@
+"""WebConfig: every setting of a web node, with its default (``conf/web.conf`` only overrides).
+
+Load with :func:`load`; unknown keys, wrong types and the semantic checks below raise
+``thirdparty.confload.ConfigError`` naming the key. The one safety rule: the admin listener may bind a
+non-loopback address only when ``[admin] token`` is set.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from comet.client import CometNodeInfo
+from thirdparty.confload import ConfigError, load_config, parse_address
+from thirdparty.ring import MAX_WEIGHT
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost"; False for wildcards ("0.0.0.0", "::") and other names."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_binds(section: str, binds: list[str]) -> None:
+    if not binds:
+        raise ConfigError(f"{section}.bind needs at least one host:port")
+    for bind in binds:
+        parse_address(bind)
+
+
+@dataclass(frozen=True)
+class PublicConfig:
+    """``[public]``: the client-facing HTTP listener(s)."""
+
+    bind: list[str] = field(default_factory=lambda: ["0.0.0.0:8090"])  # host:port, one listener each
+
+    def check(self) -> None:
+        _check_binds("public", self.bind)
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """``[admin]``: the back-end HTTP listener(s) and their bearer token."""
+
+    bind: list[str] = field(default_factory=lambda: ["127.0.0.1:8091"])  # host:port, one listener each
+    token: str = ""  # when set, every admin request needs "Authorization: Bearer <token>"
+
+    def check(self) -> None:
+        _check_binds("admin", self.bind)
+        if not self.token:
+            exposed = [bind for bind in self.bind if not is_loopback(parse_address(bind)[0])]
+            if exposed:
+                raise ConfigError(f"admin.bind {exposed[0]!r} is not a loopback address: set admin.token "
+                                  "or bind the admin listener to 127.0.0.1")
+
+
+@dataclass(frozen=True)
+class CometEntry:
+    """``[comets.<name>]``: one comet node of the static list (the name is the ring name, as in ZooKeeper)."""
+
+    rpc: list[str]                                   # CometRPC host:port (the first is used)
+    weight: int = 1                                  # ketama weight, 1..1000
+    tcp: list[str] = field(default_factory=list)     # addresses handed to TCP clients by /server/get
+    ws: list[str] = field(default_factory=list)      # addresses handed to WebSocket clients by /server/get
+
+    def check(self) -> None:
+        if not 1 <= self.weight <= MAX_WEIGHT:
+            raise ConfigError(f"weight must be 1..{MAX_WEIGHT}")
+        if not self.rpc:
+            raise ConfigError("rpc needs at least one host:port")
+        for address in [*self.rpc, *self.tcp, *self.ws]:
+            parse_address(address)
+
+
+def _default_comets() -> dict[str, CometEntry]:
+    """One comet on this host with the comet role's default ports."""
+    return {"node1": CometEntry(rpc=["127.0.0.1:6970"], tcp=["127.0.0.1:6969"], ws=["127.0.0.1:6968"])}
+
+
+@dataclass(frozen=True)
+class MessageConfig:
+    """``[message]``: the message node the web reads offline messages from and deletes them on."""
+
+    rpc: str = "127.0.0.1:7070"  # MessageRPC host:port
+    timeout: float = 3.0         # seconds per call
+
+    def check(self) -> None:
+        parse_address(self.rpc)
+        if self.timeout <= 0:
+            raise ConfigError("message.timeout must be > 0")
+
+
+@dataclass(frozen=True)
+class RpcConfig:
+    """``[rpc]``: calls from the web to the comet nodes."""
+
+    comet_timeout: float = 3.0  # seconds per CometRPC call
+
+    def check(self) -> None:
+        if self.comet_timeout <= 0:
+            raise ConfigError("rpc.comet_timeout must be > 0")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """``[limits]``: bounds on every request."""
+
+    max_body_bytes: int = 64 * 1024      # largest admin body (a message, or an mprivate document)
+    max_key_bytes: int = 128             # longest subscriber key, UTF-8 bytes
+    max_keys_per_push: int = 1000        # most keys in one /push/mprivate
+    max_expire: int = 30 * 24 * 3600     # longest message lifetime, seconds
+    idle_timeout: float = 60.0           # seconds an idle keep-alive connection is kept open
+    body_timeout: float = 30.0           # seconds allowed to receive one request body
+
+    @property
+    def hard_body_cap(self) -> int:
+        """Bodies above this are refused by the HTTP server without being buffered (HTTP 400, closed)."""
+        return 2 * self.max_body_bytes
+
+    def check(self) -> None:
+        for name in ("max_body_bytes", "max_key_bytes", "max_keys_per_push", "max_expire"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"limits.{name} must be >= 1")
+        if self.idle_timeout <= 0 or self.body_timeout <= 0:
+            raise ConfigError("limits.idle_timeout and limits.body_timeout must be > 0")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """A web node's whole configuration."""
+
+    public: PublicConfig = field(default_factory=PublicConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    comets: dict[str, CometEntry] = field(default_factory=_default_comets)  # static comet list, by node name
+    message: MessageConfig = field(default_factory=MessageConfig)
+    rpc: RpcConfig = field(default_factory=RpcConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    def check(self) -> None:
+        for name in self.comets:
+            if not name:
+                raise ConfigError("comets: a node name must not be empty")
+
+    def comet_nodes(self) -> list[CometNodeInfo]:
+        """The static comet list in the shape the ZooKeeper view will publish."""
+        return [CometNodeInfo(name=name, weight=entry.weight, rpc=list(entry.rpc), tcp=list(entry.tcp),
+                              ws=list(entry.ws))
+                for name, entry in self.comets.items()]
+
+
+def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> WebConfig:
+    """Defaults, then the TOML file at ``path`` (if any), then ``overrides`` (a nested mapping)."""
+    return load_config(WebConfig, path, overrides)

@@ -1,0 +1,76 @@
+"""WebNode: the web role's life cycle: build the cluster view, bind the public and admin listeners, stop.
+
+Each listener is a tornado HTTPServer with a hard body cap (twice ``limits.max_body_bytes``: a larger
+body is refused with HTTP 400 and the connection closed, without being buffered), an idle keep-alive
+timeout and a body timeout. A view passed in (tests, standalone mode) belongs to the caller; a view the
+node builds from its config is closed by :meth:`WebNode.stop`.
+"""
+from __future__ import annotations
+
+import logging
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+
+from comet.client import CometAPI, CometClient, CometNodeInfo
+from message.client import MessageClient
+from thirdparty.confload import parse_address
+from web.app import make_admin_app, make_public_app
+from web.cluster import ClusterView
+from web.config import WebConfig
+
+log = logging.getLogger(__name__)
+
+
+def build_view(config: WebConfig) -> ClusterView:
+    """The ClusterView of the config's static comet list, with real RPC clients."""
+    timeout = config.rpc.comet_timeout
+
+    def comet_client(info: CometNodeInfo) -> CometAPI:
+        return CometClient(info.rpc[0], timeout=timeout)
+
+    message = MessageClient(config.message.rpc, timeout=config.message.timeout)
+    return ClusterView(config.comet_nodes(), message, comet_client)
+
+
+class WebNode:
+    """A web node: public listener(s) for clients, admin listener(s) for back ends."""
+
+    def __init__(self, config: WebConfig, view: ClusterView | None = None) -> None:
+        self.config = config
+        self._own_view = view is None
+        self._view = view
+        self._servers: list[HTTPServer] = []
+
+    @property
+    def view(self) -> ClusterView | None:
+        return self._view
+
+    async def start(self) -> None:
+        if self._view is None:
+            self._view = build_view(self.config)
+        self._listen(make_public_app(self._view, self.config), self.config.public.bind, "public")
+        self._listen(make_admin_app(self._view, self.config), self.config.admin.bind, "admin")
+        if self.config.admin.token:
+            log.info("admin: bearer token required")
+
+    async def stop(self) -> None:
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.stop()
+        for server in servers:
+            await server.close_all_connections()
+        if self._own_view and self._view is not None:
+            view, self._view = self._view, None
+            await view.close()
+        log.info("web node stopped")
+
+    def _listen(self, app: tornado.web.Application, binds: list[str], what: str) -> None:
+        limits = self.config.limits
+        server = HTTPServer(app, max_body_size=limits.hard_body_cap, idle_connection_timeout=limits.idle_timeout,
+                            body_timeout=limits.body_timeout)
+        self._servers.append(server)
+        for bind in binds:
+            host, port = parse_address(bind)
+            server.listen(port, address=host)
+            log.info("%s: listening on %s", what, bind)
