@@ -10,7 +10,7 @@ from message.node import MessageNode
 from thirdparty.confload import ConfigError
 from thirdparty.runtime import run_node, setup_logging
 
-log = logging.getLogger("message")
+log = logging.getLogger("message")  # not __name__: run with -m, that would be "__main__"
 
 CONFIG_ERROR = 2
 

@@ -62,13 +62,18 @@ class Storage(Protocol):
         """Assign ``key``'s next mid; store ``msg`` for ``expire`` seconds when ``expire > 0``. Return the mid."""
 
     async def save_many(self, keys: Sequence[str], msg: bytes, expire: int) -> dict[str, int]:
-        """``save`` for every distinct key; return ``{key: mid}`` for the keys saved (a missing key failed)."""
+        """``save`` for every distinct key; return ``{key: mid}`` for the keys saved.
+
+        A back-end failure (one Redis shard down) does not raise: its keys are left out of the result, and the
+        caller reports them as failed. Bad arguments raise ``InvalidArgument`` and nothing is saved."""
 
     async def fetch(self, key: str, after_mid: int) -> FetchResult:
         """Messages of ``key`` with mid > ``after_mid``, ascending; expired ones are dropped."""
 
     async def delete(self, key: str) -> int:
-        """Delete ``key``'s messages (not its last mid); return how many were deleted."""
+        """Delete ``key``'s messages and trim mark (not its last mid); return how many messages were deleted.
+
+        A later ``fetch`` does not report the deleted messages as ``trimmed``: deleting was the owner's choice."""
 
     async def close(self) -> None:
         """Release connections, threads and files."""

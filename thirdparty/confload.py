@@ -132,6 +132,8 @@ def _run_check(obj: Any, where: str) -> None:
 
 def _convert(hint: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, hint):  # an override may pass a ready-made section
+            return value
         return _build_dataclass(hint, value, key)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)

@@ -13,6 +13,8 @@ Failures, as the edge sees them:
   on that connection fails at once), or still in backoff after a failed dial.
 * :class:`RpcTimeout` (a subclass of RpcUnavailable): no reply within the call's timeout; the call is forgotten
   and a late reply is dropped.
+* ``RemoteError(65534, ...)`` without anything sent: params msgpack cannot encode, or a request larger than
+  ``max_frame_size`` (the server would drop the connection for it).
 
 After a failed dial, calls fail fast with RpcUnavailable until a backoff has passed (``backoff_base`` doubled per
 consecutive failure up to ``backoff_max``, with jitter); then one caller's call dials again. A lost connection is
@@ -29,11 +31,12 @@ from typing import Any, Callable
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpclient import TCPClient
 
-from thirdparty.confload import ConfigError, parse_address
+from thirdparty.confload import parse_address
 from thirdparty.rpc_codec import (
     DEFAULT_MAX_FRAME_SIZE, ERR_INTERNAL, ERR_PARAM, MAX_MSGID, Decoder, Response, RpcProtocolError, encode_notify,
     encode_request,
 )
+from thirdparty.rpc_stream import FrameWriter
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,7 @@ class _Connection:
         self.address = address
         self.pending: dict[int, asyncio.Future[Response]] = {}
         self._decoder = Decoder(max_frame_size)
+        self.writer = FrameWriter(stream)
         self._next_msgid = 0
         self.reader = asyncio.create_task(self._read_replies())
 
@@ -145,10 +149,7 @@ class RpcClient:
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, backoff_base: float = 0.05,
                  backoff_max: float = 2.0, clock: Callable[[], float] = time.monotonic,
                  jitter: Callable[[], float] = random.random) -> None:
-        try:
-            self._host, self._port = parse_address(address)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        self._host, self._port = parse_address(address)  # ConfigError is a ValueError
         if timeout <= 0 or connect_timeout <= 0:
             raise ValueError("timeout and connect_timeout must be > 0")
         self._address = address
@@ -189,7 +190,7 @@ class RpcClient:
         waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         conn.pending[msgid] = waiter
         try:
-            conn.stream.write(data)
+            conn.writer.write(data)
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 response = await waiter
         except StreamClosedError:
@@ -209,16 +210,16 @@ class RpcClient:
         data = self._encode(encode_notify, method, params)
         conn = await self._connection()
         try:
-            conn.stream.write(data)
+            conn.writer.write(data)
         except StreamClosedError:
             raise RpcUnavailable(f"{self._address}: connection lost") from None
 
     async def close(self) -> None:
         """Close the connection; pending and later calls fail with RpcUnavailable."""
         self._closed = True
-        dialing, self._dialing = self._dialing, None
+        dialing = self._dialing
         if dialing is not None:
-            dialing.cancel()
+            # Not cancelled: a dial ends within connect_timeout and then closes its stream itself.
             await asyncio.gather(dialing, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:

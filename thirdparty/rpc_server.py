@@ -31,6 +31,7 @@ from thirdparty.rpc_codec import (
     DEFAULT_MAX_FRAME_SIZE, ERR_INTERNAL, ERR_NOT_FOUND, ERR_PARAM, Decoder, Notify, Request, Response, RpcError,
     RpcProtocolError, encode_error, encode_response,
 )
+from thirdparty.rpc_stream import FrameWriter
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,12 @@ class RpcServer(TCPServer):
             self._connections.discard(connection)
             connection.done.set()
 
-    def start_request(self, coro: Coroutine[Any, Any, None]) -> None:
+    def start_request(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run one request; it keeps running if its connection closes, until it ends or close_all()."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def close_all(self, grace: float = 0.0) -> None:
         """Stop accepting, let running requests answer for up to ``grace`` seconds, close every connection."""
@@ -175,6 +177,7 @@ class _ServerConnection:
         self.done = asyncio.Event()  # set when serve() has returned
         self._slots = asyncio.Semaphore(server.max_inflight)
         self._decoder = Decoder(server.max_frame_size)
+        self._writer = FrameWriter(stream)
 
     async def serve(self) -> None:
         self.stream.set_nodelay(True)
@@ -184,7 +187,9 @@ class _ServerConnection:
                 data = await self.stream.read_bytes(READ_CHUNK_SIZE, partial=True)
                 for frame in self._decoder.feed(data):
                     await self._slots.acquire()
-                    self.server.start_request(self._run(frame))
+                    task = self.server.start_request(self._run(frame))
+                    # A callback, not a finally: it also runs for a task cancelled before it started.
+                    task.add_done_callback(lambda _: self._slots.release())
         except StreamClosedError:
             log.debug("peer=%s: disconnected", self.peer)
         except RpcProtocolError as exc:
@@ -193,16 +198,12 @@ class _ServerConnection:
             self.stream.close()
 
     async def _run(self, frame: Request | Response | Notify) -> None:
-        try:
-            if isinstance(frame, Request):
-                await self._answer(frame)
-            elif isinstance(frame, Notify):
-                await self.server.invoke(frame.method, frame.params, self.peer, None)
-            else:
-                log.warning("peer=%s msgid=%d: unexpected response frame from a client, ignored",
-                            self.peer, frame.msgid)
-        finally:
-            self._slots.release()
+        if isinstance(frame, Request):
+            await self._answer(frame)
+        elif isinstance(frame, Notify):
+            await self.server.invoke(frame.method, frame.params, self.peer, None)
+        else:
+            log.warning("peer=%s msgid=%d: unexpected response frame from a client, ignored", self.peer, frame.msgid)
 
     async def _answer(self, request: Request) -> None:
         if self.server.draining:
@@ -211,7 +212,7 @@ class _ServerConnection:
             error, result = await self.server.invoke(request.method, request.params, self.peer, request.msgid)
         data = self._encode(request, error, result)
         try:
-            await self.stream.write(data)
+            await self._writer.write(data)
         except StreamClosedError:
             log.info("peer=%s msgid=%d method=%s: connection closed before the reply was sent",
                      self.peer, request.msgid, request.method)

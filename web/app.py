@@ -67,7 +67,7 @@ def make_admin_app(view: ClusterView, config: WebConfig) -> tornado.web.Applicat
 
 def _application(routes: list[Route], not_found_args: dict[str, Any], access_logger: str) -> tornado.web.Application:
     return tornado.web.Application(
-        routes,  # type: ignore[arg-type]
+        routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=not_found_args,
         log_function=access_log_function(access_logger),

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Awaitable, TypeVar
 
 import tornado.web
@@ -67,15 +68,19 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    def decode_argument(self, value: bytes, name: str | None = None) -> str:
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ParamError(f"{name or 'an argument'} is not UTF-8") from None
-
     def arg(self, name: str) -> str:
-        """A query parameter ("" when absent; the last value when repeated)."""
-        return self.get_query_argument(name, "")
+        """A query parameter exactly as sent ("" when absent; the first value when repeated, as in Go).
+
+        Unlike tornado's get_query_argument, nothing is stripped or replaced: a key must reach the message
+        node byte for byte as the comet saw it.
+        """
+        values = self.request.query_arguments.get(name)
+        if not values:
+            return ""
+        try:
+            return values[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParamError(f"{name} is not UTF-8") from None
 
     def reply(self, ret: Ret, data: JSONData | None = None, callback: str | None = None) -> None:
         """Write the one response envelope (JSONP when ``callback`` is given) and finish."""
@@ -113,7 +118,11 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Tornado's error page (unknown method, malformed request, uncaught bug) as a JSON envelope."""
-        self.reply_http_error(status_code, self._reason.lower() if status_code < 500 else "internal error")
+        try:
+            phrase = HTTPStatus(status_code).phrase.lower()
+        except ValueError:
+            phrase = "error"
+        self.reply_http_error(status_code, phrase if status_code < 500 else "internal error")
 
 
 class PublicHandler(ApiHandler):

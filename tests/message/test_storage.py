@@ -48,7 +48,6 @@ async def make_store(request, tmp_path):
         opened.append(store)
         return store
 
-    make.backend = backend
     yield make
     for store in opened:
         await store.close()

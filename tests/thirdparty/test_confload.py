@@ -117,6 +117,11 @@ def test_unknown_keys_are_rejected(tmp_path, text, message):
     assert str(info.value) == message
 
 
+def test_override_may_pass_a_built_section():
+    limits = Limits(max_key_bytes=7)
+    assert load_config(Config, None, {"comet": {"limits": limits}}).comet.limits is limits
+
+
 def test_unknown_override_key_is_rejected():
     with pytest.raises(ConfigError, match="comet.colour: unknown key"):
         load_config(Config, None, {"comet": {"colour": "red"}})

@@ -309,36 +309,58 @@ async def test_close_fails_pending_and_later_calls(node):
     await eventually(lambda: node.server.connection_count == 0)
 
 
+async def test_close_while_dialling_fails_the_waiting_call(node):
+    client = RpcClient(node.address)
+    call = asyncio.create_task(client.call("T.Add", 1, 2))
+    await asyncio.sleep(0)  # the call has started the dial and waits for it
+    await client.close()
+    with pytest.raises(RpcUnavailable, match="client closed"):
+        await call
+    await eventually(lambda: node.server.connection_count == 0)
+
+
 def raw_exchange(port, data):
-    """Send bytes on a raw socket; return everything the server sends before it closes (or b"" after 2 s)."""
+    """Send bytes on a raw socket; return everything the server sent before it closed (a reset counts as closed)."""
     with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
         sock.sendall(data)
         chunks = []
         while True:
-            chunk = sock.recv(65536)
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
 
 
-@pytest.mark.parametrize("garbage", [
-    b"\xc1garbage",
-    msgpack.packb({"not": "an array"}),
-    msgpack.packb([0, 1, "T.Add"]),
-    b"\xc6\x7f\xff\xff\xff" + b"x" * 70000,  # a 2 GiB bin header: over max_frame_size
-])
-async def test_garbage_closes_only_that_connection(node, client, caplog, garbage):
-    assert await client.call("T.Add", 1, 1) == 2
-    with caplog.at_level(logging.WARNING, logger="thirdparty.rpc_server"):
-        assert await asyncio.to_thread(raw_exchange, node.port, garbage) == b""
-    [record] = [r for r in caplog.records if "protocol error" in r.getMessage()]
-    assert record.levelno == logging.WARNING and record.exc_info is None
-    assert await client.call("T.Add", 2, 2) == 4
-    second = RpcClient(node.address)
+GARBAGE = {
+    "reserved byte": b"\xc1garbage",
+    "map": msgpack.packb({"not": "an array"}),
+    "short request": msgpack.packb([0, 1, "T.Add"]),
+    "oversized frame": b"\xc6\x00\x00\x20\x00" + b"x" * 5000,  # an 8 KiB bin, over max_frame_size 4 KiB
+}
+
+
+@pytest.mark.parametrize("garbage", GARBAGE.values(), ids=GARBAGE.keys())
+async def test_garbage_closes_only_that_connection(caplog, garbage):
+    node = Node(max_frame_size=4096).start()
+    client = RpcClient(node.address)
     try:
-        assert await second.call("T.Add", 3, 3) == 6
+        assert await client.call("T.Add", 1, 1) == 2
+        with caplog.at_level(logging.WARNING, logger="thirdparty.rpc_server"):
+            assert await asyncio.to_thread(raw_exchange, node.port, garbage) == b""
+        [record] = [r for r in caplog.records if "protocol error" in r.getMessage()]
+        assert record.levelno == logging.WARNING and record.exc_info is None
+        assert await client.call("T.Add", 2, 2) == 4
+        second = RpcClient(node.address)
+        try:
+            assert await second.call("T.Add", 3, 3) == 6
+        finally:
+            await second.close()
     finally:
-        await second.close()
+        await client.close()
+        await node.stop()
 
 
 async def test_raw_msgpack_rpc_peer_gets_standard_frames(node):
@@ -368,6 +390,19 @@ async def test_max_inflight_applies_back_pressure():
     finally:
         await client.close()
         await node.stop()
+
+
+async def test_close_all_finishes_while_a_connection_is_at_its_inflight_limit():
+    node = Node(max_inflight=1).start()
+    client = RpcClient(node.address, timeout=30.0)
+    try:
+        calls = [asyncio.create_task(client.call("T.Hang")) for _ in range(3)]
+        await eventually(lambda: client.pending_count == 3)
+        await asyncio.wait_for(node.server.close_all(), 5.0)
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5.0)
+        assert all(isinstance(result, RpcUnavailable) for result in results), results
+    finally:
+        await client.close()
 
 
 async def test_close_all_lets_running_calls_answer_within_the_grace(node, client):

@@ -5,6 +5,7 @@ RpcUnavailable (a node that cannot be reached), ``error = (code, text)`` makes i
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Sequence
 
 from comet.client import CometNodeInfo, PushResult
@@ -43,6 +44,8 @@ class FakeComet(_FakeNode):
         self.online: dict[str, int] = {}
         self.refuse: set[str] = set()  # keys push_privates reports as failed
         self.next_mid = 1000
+        self.started = asyncio.Event()            # set when push_privates is entered
+        self.gate: asyncio.Event | None = None    # push_privates waits for it when set
 
     async def push_private(self, key: str, msg: bytes, expire: int) -> PushResult:
         self._check()
@@ -52,6 +55,9 @@ class FakeComet(_FakeNode):
 
     async def push_privates(self, keys: Sequence[str], msg: bytes, expire: int) -> list[str]:
         self._check()
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
         self.multi_pushes.append((list(keys), msg, expire))
         return [key for key in keys if key in self.refuse]
 

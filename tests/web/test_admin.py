@@ -148,6 +148,15 @@ async def test_mprivate_unreachable_node_fails_only_its_keys(env: WebEnv) -> Non
     await env.assert_alive()
 
 
+async def test_mprivate_pushes_the_nodes_concurrently(env: WebEnv) -> None:
+    a, b = env.key_on("node1"), env.key_on("node2")
+    node1, node2 = env.comets["node1"], env.comets["node2"]
+    node1.gate, node2.gate = node2.started, node1.started  # each waits until the other has started
+    reply = await post(env, "/push/mprivate", multi_body("1", f"{a},{b}"), expire="0")
+    assert reply["data"] == {"fk": []}
+    assert node1.multi_pushes == [([a], b"1", 0)] and node2.multi_pushes == [([b], b"1", 0)]
+
+
 async def test_mprivate_reports_keys_the_comet_could_not_push(env: WebEnv) -> None:
     a, b = env.key_on("node1", "a"), env.key_on("node1", "b")
     env.comets["node1"].refuse = {b, "not-asked"}
@@ -275,7 +284,7 @@ async def test_token_refused_is_401_and_changes_nothing(guarded: WebEnv, path: s
     await env.assert_alive()
 
 
-@pytest.mark.parametrize("authorization", ["Bearer s3cret-token", "bearer s3cret-token", "Bearer  s3cret-token "])
+@pytest.mark.parametrize("authorization", ["Bearer s3cret-token", "bearer s3cret-token", "Bearer  s3cret-token"])
 async def test_token_accepted(guarded: WebEnv, authorization: str) -> None:
     env = guarded
     response = await env.admin.post("/push/private", params={"key": "a", "expire": "0"}, content=b"1",

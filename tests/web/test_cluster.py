@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from comet.client import CometNodeInfo
 from tests.web.fakes import FakeComet, FakeMessage, node_info
 from thirdparty.ring import Ring
 from web.cluster import ClusterView
@@ -14,15 +15,15 @@ class Factory:
     def __init__(self) -> None:
         self.made: list[FakeComet] = []
 
-    def __call__(self, info: object) -> FakeComet:
-        comet = FakeComet(getattr(info, "name"))
+    def __call__(self, info: CometNodeInfo) -> FakeComet:
+        comet = FakeComet(info.name)
         self.made.append(comet)
         return comet
 
 
-def make_view(*infos: object) -> tuple[ClusterView, Factory]:
+def make_view(*infos: CometNodeInfo) -> tuple[ClusterView, Factory]:
     factory = Factory()
-    return ClusterView(list(infos), FakeMessage(), factory), factory  # type: ignore[arg-type]
+    return ClusterView(list(infos), FakeMessage(), factory), factory
 
 
 KEYS = [f"user{i}" for i in range(2000)]
@@ -111,7 +112,7 @@ async def test_update_to_empty_and_back() -> None:
 async def test_close_closes_every_client_and_the_message_client() -> None:
     message = FakeMessage()
     factory = Factory()
-    view = ClusterView([node_info("n1"), node_info("n2")], message, factory)  # type: ignore[arg-type]
+    view = ClusterView([node_info("n1"), node_info("n2")], message, factory)
     made = [view.nodes[name].client() for name in ("n1", "n2")]
     await view.close()
     assert all(comet.closed for comet in made) and message.closed  # type: ignore[union-attr]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_comets_table(tmp_path: Path) -> None:
     {"rpc": {"comet_timeout": -1}},
     {"nonsense": {}},
 ])
-def test_bad_values_are_refused(overrides: dict) -> None:
+def test_bad_values_are_refused(overrides: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         load(None, overrides)
 

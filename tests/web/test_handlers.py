@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -248,3 +249,25 @@ async def test_responses_are_not_cacheable(env: WebEnv) -> None:
     response = await env.public.get("/1/time/get")
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_keys_reach_the_message_node_byte_for_byte(env: WebEnv) -> None:
+    for key in (" padded ", "tab\tkey", "a\x01b"):
+        env.message.stored[key] = [(3, b"1")]
+        assert (await env.get("/1/msg/get", k=key, m="0"))["data"]["msgs"][0]["mid"] == 3
+
+
+async def test_first_value_of_a_repeated_parameter_wins(env: WebEnv) -> None:
+    response = await env.public.get("/1/server/get?k=a&p=1&p=9")
+    assert envelope(response)["ret"] == 0
+
+
+async def test_access_log_line_per_request(env: WebEnv, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="web.access"):
+        await env.public.get("/1/server/get", params={"k": "a", "p": "9"})
+        await env.public.get("/missing")
+    lines = [(r.name, r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("web.access")]
+    assert lines[0][:2] == ("web.access.public", logging.INFO)
+    assert lines[0][2].startswith("GET /1/server/get 200 ret=65534 ")
+    assert lines[1][:2] == ("web.access.public", logging.WARNING)
+    assert lines[1][2].startswith("GET /missing 404 ret=65534 ")

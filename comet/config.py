@@ -1,0 +1,156 @@
+"""CometConfig: every setting of a comet node, with its default (``conf/comet.conf`` only overrides).
+
+Load with ``load(path)``; unknown keys, wrong types and the semantic checks below raise
+``thirdparty.confload.ConfigError`` naming the key. The defaults follow DESIGN.md section 4 (TCP :6969,
+WebSocket :6968, heartbeat >= 30 s, 5 s first packet, 64 connections per key, 128 queued messages).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from thirdparty.confload import ConfigError, load_config, parse_address
+from thirdparty.ring import MAX_WEIGHT
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+LOOPBACK_FOR_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def _format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def advertised(bind: str) -> str:
+    """The address clients are told for a listener bound to ``bind`` (a wildcard host becomes loopback)."""
+    host, port = parse_address(bind)
+    return _format_address(LOOPBACK_FOR_WILDCARD.get(host, host), port)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """``[node]``: this comet's ring name and weight."""
+
+    name: str = "node1"  # ring name; web and message nodes map keys to this name
+    weight: int = 1      # ketama weight published for this node
+
+    def check(self) -> None:
+        if not self.name:
+            raise ConfigError("name must not be empty")
+        if not 1 <= self.weight <= MAX_WEIGHT:
+            raise ConfigError(f"weight must be 1..{MAX_WEIGHT}")
+
+
+@dataclass(frozen=True)
+class BindConfig:
+    """``[bind]``: listeners. An empty list (or an empty ``stat``) disables that listener."""
+
+    tcp: list[str] = field(default_factory=lambda: ["0.0.0.0:6969"])  # TCP client listeners
+    ws: list[str] = field(default_factory=lambda: ["0.0.0.0:6968"])   # WebSocket client listeners
+    rpc: str = "127.0.0.1:6970"   # CometRPC (MessagePack-RPC) listener called by web nodes
+    stat: str = "127.0.0.1:6971"  # HTTP GET /stat listener; "" disables it
+
+    def check(self) -> None:
+        for address in [*self.tcp, *self.ws, self.rpc]:
+            parse_address(address)
+        if self.stat:
+            parse_address(self.stat)
+        if not self.tcp and not self.ws:
+            raise ConfigError("at least one of tcp and ws must list a listener")
+
+
+@dataclass(frozen=True)
+class AdvertiseConfig:
+    """``[advertise]``: addresses clients are told (empty: derived from [bind], 0.0.0.0 -> 127.0.0.1)."""
+
+    tcp: list[str] = field(default_factory=list)
+    ws: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        for address in [*self.tcp, *self.ws]:
+            parse_address(address)
+
+
+@dataclass(frozen=True)
+class RingConfig:
+    """``[ring]``: ``{name: weight}`` of every comet node; empty means this node alone owns every key."""
+
+    nodes: dict[str, int] = field(default_factory=dict)
+
+    def check(self) -> None:
+        for name, weight in self.nodes.items():
+            if not name:
+                raise ConfigError("nodes: a node name must not be empty")
+            if not 1 <= weight <= MAX_WEIGHT:
+                raise ConfigError(f"nodes.{name}: weight must be 1..{MAX_WEIGHT}")
+
+
+@dataclass(frozen=True)
+class MessageConfig:
+    """``[message]``: the message node that assigns mids and stores messages."""
+
+    rpc: str = "127.0.0.1:7070"  # MessageRPC host:port
+    timeout: float = 3.0         # seconds per call
+
+    def check(self) -> None:
+        parse_address(self.rpc)
+        if self.timeout <= 0:
+            raise ConfigError("timeout must be > 0")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """``[limits]``: bounds on client connections and pushes."""
+
+    max_conns_per_key: int = 64        # more subscribers on one key get "-c"
+    max_queue: int = 128               # unsent messages per connection before it is closed
+    max_key_bytes: int = 128           # longest subscriber key, UTF-8 bytes
+    max_arg_bytes: int = 4096          # longest TCP subscribe argument / WebSocket query value
+    first_packet_timeout: float = 5.0  # seconds to send the subscribe command (TCP) or the upgrade request (ws)
+    min_heartbeat: int = 30            # smallest heartbeat a client may ask for, seconds
+    max_heartbeat: int = 3600          # largest heartbeat a client may ask for, seconds
+    heartbeat_grace: float = 5.0       # a connection silent for heartbeat + grace seconds is closed
+    max_message_bytes: int = 65536     # largest pushed message (raw JSON)
+    max_keys_per_push: int = 1000      # most keys in one PushPrivates call
+    max_ws_frame: int = 4096           # largest WebSocket frame from a client (bigger: close 1009)
+    timer_tick: float = 0.5            # seconds between deadline checks (timeouts fire up to 2 ticks late)
+
+    def check(self) -> None:
+        for name in ("max_conns_per_key", "max_queue", "max_key_bytes", "max_arg_bytes", "min_heartbeat",
+                     "max_message_bytes", "max_keys_per_push", "max_ws_frame"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        if self.max_key_bytes > self.max_arg_bytes:
+            raise ConfigError("max_key_bytes must be <= max_arg_bytes")
+        if self.max_heartbeat < self.min_heartbeat:
+            raise ConfigError("max_heartbeat must be >= min_heartbeat")
+        if self.first_packet_timeout <= 0:
+            raise ConfigError("first_packet_timeout must be > 0")
+        if self.heartbeat_grace < 0:
+            raise ConfigError("heartbeat_grace must be >= 0")
+        if not 0.01 <= self.timer_tick <= 10:
+            raise ConfigError("timer_tick must be 0.01..10 seconds")
+
+
+@dataclass(frozen=True)
+class CometConfig:
+    """A comet node's whole configuration."""
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    bind: BindConfig = field(default_factory=BindConfig)
+    advertise: AdvertiseConfig = field(default_factory=AdvertiseConfig)
+    ring: RingConfig = field(default_factory=RingConfig)
+    message: MessageConfig = field(default_factory=MessageConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    def check(self) -> None:
+        if self.ring.nodes and self.node.name not in self.ring.nodes:
+            raise ConfigError(f"ring.nodes must include this node's name {self.node.name!r}")
+
+    def ring_nodes(self) -> dict[str, int]:
+        """The ``{name: weight}`` map of the ring (this node alone when ``[ring] nodes`` is empty)."""
+        return dict(self.ring.nodes) if self.ring.nodes else {self.node.name: self.node.weight}
+
+
+def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> CometConfig:
+    """Defaults, overridden by the TOML file at ``path`` (if any), then by ``overrides`` (a nested mapping)."""
+    return load_config(CometConfig, path, overrides)
