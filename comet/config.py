@@ -12,8 +12,7 @@ from typing import Any, Mapping
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.ring import MAX_WEIGHT
 
-WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-LOOPBACK_FOR_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+LOOPBACK_FOR_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 def _format_address(host: str, port: int) -> str:

@@ -1,0 +1,63 @@
+"""CometRPC: the MessagePack-RPC face of a comet node, thin over :class:`comet.service.CometService`.
+
+Methods and results (architecture.md, "Internal RPC"); positional params, ``msg`` is the message's raw JSON as
+bytes (a str is accepted and encoded as UTF-8, for generic MessagePack-RPC clients), ``expire`` in seconds:
+
+    PushPrivate(key, msg, expire)    -> {"mid": N, "online": C}
+    PushPrivates(keys, msg, expire)  -> {"fk": [failed keys], "online": C}
+    Close(key)                       -> number of connections closed
+    Ping()                           -> "pong"
+    Stat()                           -> the counters of GET /stat
+
+Errors: 1001 the key is not on this node, 65534 bad parameter (also what the message node refused as a bad
+parameter), 65535 the message node cannot be reached or failed.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from comet.service import CometService
+from thirdparty.rpc_client import RemoteError, RpcUnavailable
+from thirdparty.rpc_codec import ERR_INTERNAL, RpcError
+
+log = logging.getLogger(__name__)
+
+
+def _message_bytes(msg: Any) -> Any:
+    """Accept a str message from clients that cannot send bin; anything else is checked by the service."""
+    return msg.encode("utf-8", "surrogatepass") if isinstance(msg, str) else msg
+
+
+class CometRPC:
+    """Registered as ``"CometRPC"`` on the node's RpcServer."""
+
+    RPC_METHODS = ("PushPrivate", "PushPrivates", "Close", "Ping", "Stat")
+
+    def __init__(self, service: CometService, stat: Callable[[], dict[str, Any]]) -> None:
+        self._service = service
+        self._stat = stat
+
+    async def PushPrivate(self, key: Any, msg: Any, expire: Any) -> dict[str, int]:
+        try:
+            result = await self._service.push_private(key, _message_bytes(msg), expire)
+        except RpcUnavailable as exc:
+            log.error("key=%s: message node unavailable (%s), push failed", key, exc)
+            raise RpcError(ERR_INTERNAL, "message node unavailable") from None
+        except RemoteError as exc:
+            log.warning("key=%s: message node refused the push: [%d] %s", key, exc.code, exc.message)
+            raise RpcError(exc.code, f"message node: {exc.message}") from None
+        return {"mid": result.mid, "online": result.online}
+
+    async def PushPrivates(self, keys: Any, msg: Any, expire: Any) -> dict[str, Any]:
+        failed, online = await self._service.push_privates(keys, _message_bytes(msg), expire)
+        return {"fk": failed, "online": online}
+
+    async def Close(self, key: Any) -> int:
+        return self._service.close_key(key)
+
+    async def Ping(self) -> str:
+        return "pong"
+
+    async def Stat(self) -> dict[str, Any]:
+        return self._stat()
