@@ -108,6 +108,8 @@ class Expirable(Protocol):
 
     def on_timeout(self) -> None: ...
 
+    def __hash__(self) -> int: ...
+
 
 E = TypeVar("E", bound=Expirable)
 

@@ -102,11 +102,7 @@ def validate_subscribe(key: bytes, heartbeat: bytes, token: bytes = b"", version
     seconds = int(heartbeat)
     if not limits.min_heartbeat <= seconds <= limits.max_heartbeat:
         raise ProtocolError(f"heartbeat {seconds} is not {limits.min_heartbeat}..{limits.max_heartbeat} seconds")
-    token_text = _decode(token, "token")
-    version_text = _decode(version, "version")
-    if _has_control(token_text) or _has_control(version_text):
-        raise ProtocolError("token or version contains control characters")
-    return Subscribe(key_text, seconds, token_text, version_text)
+    return Subscribe(key_text, seconds, _decode(token, "token"), _decode(version, "version"))
 
 
 def parse_command(args: Sequence[bytes], limits: SubscribeLimits = DEFAULT_LIMITS) -> Subscribe:

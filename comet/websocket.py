@@ -88,8 +88,6 @@ class WsConnection:
 
     def close(self, reason: str) -> None:
         if self.close_reason is not None:
-            if reason == CLOSE_STOPPING:
-                self.abort()
             return
         self.close_reason = reason
         if reason in ABORT_REASONS:

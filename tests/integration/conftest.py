@@ -119,5 +119,5 @@ class TcpSubscriber:
 async def ws_subscribe(url: str, key: str, version: str | None = "1.0") -> Any:
     query = f"key={key}&heartbeat=30" + (f"&ver={version}" if version else "")
     conn = await websockets.connect(f"{url}/sub?{query}")
-    assert await asyncio.wait_for(conn.recv(), 5) == "+h"
+    assert await asyncio.wait_for(conn.recv(), 5) == "+h\r\n"
     return conn

@@ -1,0 +1,164 @@
+"""CometNode: the comet role's life cycle — bind the TCP, WebSocket, RPC and stat listeners, tick the deadlines,
+stop gracefully.
+
+``stop()`` first stops accepting, lets RPC calls already running answer (pushes finish in order), then closes
+every client connection (WebSocket clients get a 1001 close frame and a moment to answer it), then the message
+client it created. Listeners bound to port 0 get a free port; :attr:`CometNode.addresses` has the real ones.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Any, Callable
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+from tornado.netutil import bind_sockets
+from tornado.tcpserver import TCPServer
+
+from comet.channel import ChannelTable
+from comet.client import CometNodeInfo
+from comet.config import CometConfig, advertised
+from comet.heartbeat import Deadlines, TimerWheel
+from comet.protocol import SubscribeLimits
+from comet.rpc import CometRPC
+from comet.service import CometService
+from comet.stat import CLOSE_STOPPING, CometStats, make_stat_app
+from comet.tcp import CometTCPServer
+from comet.websocket import WsConnection, make_ws_app
+from message.client import MessageAPI, MessageClient
+from thirdparty.confload import parse_address
+from thirdparty.ring import Ring
+from thirdparty.rpc_server import RpcServer
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 1.0  # seconds for running RPC calls, then for clients to finish their closing handshake
+STAT_IDLE_TIMEOUT = 30.0  # seconds a stat connection may stay idle or take to send its request
+
+
+def _bind(server: TCPServer, address: str) -> str:
+    """Listen on ``host:port`` and return the address actually bound (port 0 -> the port chosen)."""
+    host, port = parse_address(address)
+    sockets = bind_sockets(port, address=host)
+    server.add_sockets(sockets)
+    bound_host, bound_port = sockets[0].getsockname()[:2]
+    if sockets[0].family == socket.AF_INET6:
+        return f"[{bound_host}]:{bound_port}"
+    return f"{bound_host}:{bound_port}"
+
+
+class CometNode:
+    """One comet node. ``message`` injects a MessageAPI (tests, standalone); else one is built from the config."""
+
+    def __init__(self, config: CometConfig, message: MessageAPI | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._injected_message = message
+        self._clock = clock
+        self.message: MessageAPI | None = None
+        self.stats = CometStats(config.node.name)
+        self.table = ChannelTable(config.limits.max_conns_per_key)
+        self.service: CometService | None = None
+        self.addresses: dict[str, list[str]] = {"tcp": [], "ws": [], "rpc": [], "stat": []}
+        self._tcp: CometTCPServer | None = None
+        self._ws: HTTPServer | None = None
+        self._ws_sessions: set[WsConnection] = set()
+        self._rpc: RpcServer | None = None
+        self._stat: HTTPServer | None = None
+        self._ticker: PeriodicCallback | None = None
+
+    async def start(self) -> None:
+        config, limits = self.config, self.config.limits
+        self.message = self._injected_message or MessageClient(config.message.rpc, timeout=config.message.timeout)
+        service = self.service = CometService(
+            node_name=config.node.name, ring=Ring(config.ring_nodes()), table=self.table, message=self.message,
+            stats=self.stats, max_key_bytes=limits.max_key_bytes, max_message_bytes=limits.max_message_bytes,
+            max_keys_per_push=limits.max_keys_per_push)
+        wheel: TimerWheel[Any] = TimerWheel(limits.timer_tick, self._clock())
+        deadlines: Deadlines[Any] = Deadlines(wheel, self._clock, first_packet_timeout=limits.first_packet_timeout,
+                                              heartbeat_grace=limits.heartbeat_grace)
+        sub_limits = SubscribeLimits(max_arg_bytes=limits.max_arg_bytes, max_key_bytes=limits.max_key_bytes,
+                                     min_heartbeat=limits.min_heartbeat, max_heartbeat=limits.max_heartbeat)
+        self._tcp = CometTCPServer(service, deadlines, sub_limits, limits.max_queue)
+        self.addresses["tcp"] = [_bind(self._tcp, address) for address in config.bind.tcp]
+        ws_app = make_ws_app(service, deadlines, sub_limits, limits.max_queue, limits.max_ws_frame,
+                             self._ws_sessions)
+        self._ws = HTTPServer(ws_app, idle_connection_timeout=limits.first_packet_timeout)
+        self.addresses["ws"] = [_bind(self._ws, address) for address in config.bind.ws]
+        self._rpc = RpcServer()
+        self._rpc.register("CometRPC", CometRPC(service, self.stat))
+        self.addresses["rpc"] = [_bind(self._rpc, config.bind.rpc)]
+        if config.bind.stat:
+            self._stat = HTTPServer(make_stat_app(self.stat), idle_connection_timeout=STAT_IDLE_TIMEOUT)
+            self.addresses["stat"] = [_bind(self._stat, config.bind.stat)]
+        self._ticker = PeriodicCallback(lambda: self._tick(deadlines), limits.timer_tick * 1000)
+        self._ticker.start()
+        log.info("node=%s: comet serving tcp=%s ws=%s rpc=%s stat=%s", config.node.name,
+                 ",".join(self.addresses["tcp"]) or "-", ",".join(self.addresses["ws"]) or "-",
+                 self.addresses["rpc"][0], ",".join(self.addresses["stat"]) or "-")
+
+    def _tick(self, deadlines: Deadlines[Any]) -> None:
+        try:
+            expired = deadlines.expire()
+        except Exception:
+            log.error("node=%s: deadline tick failed", self.config.node.name, exc_info=True)
+            return
+        if expired:
+            log.debug("node=%s: %d connection(s) timed out", self.config.node.name, expired)
+
+    def stat(self) -> dict[str, Any]:
+        """The counters (``GET /stat`` and ``CometRPC.Stat``)."""
+        return self.stats.snapshot({"keys": self.table.channel_count})
+
+    def info(self) -> CometNodeInfo:
+        """What this node publishes: its advertised addresses (bound ones when none are configured)."""
+        advertise = self.config.advertise
+        return CometNodeInfo(
+            name=self.config.node.name, weight=self.config.node.weight,
+            rpc=[advertised(address) for address in self.addresses["rpc"]],
+            tcp=list(advertise.tcp) or [advertised(address) for address in self.addresses["tcp"]],
+            ws=list(advertise.ws) or [advertised(address) for address in self.addresses["ws"]])
+
+    async def stop(self) -> None:
+        name = self.config.node.name
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        for server in (self._tcp, self._ws, self._stat):
+            if server is not None:
+                server.stop()
+        if self._rpc is not None:
+            await self._rpc.close_all(STOP_GRACE)
+            self._rpc = None
+        closed = self.table.close_all(CLOSE_STOPPING)
+        await self._close_sessions()
+        for http in (self._ws, self._stat):
+            if http is not None:
+                await http.close_all_connections()
+        self._tcp = self._ws = self._stat = None
+        if self.message is not None and self._injected_message is None:
+            await self.message.close()
+        self.message = None
+        log.info("node=%s: comet stopped, %d client connection(s) closed", name, closed)
+
+    async def _close_sessions(self) -> None:
+        """Close connections not yet subscribed too; abort WebSocket clients that do not finish closing."""
+        tcp_sessions = self._tcp.sessions if self._tcp is not None else set()
+        for conn in list(tcp_sessions):
+            conn.close(CLOSE_STOPPING)
+        for ws_conn in list(self._ws_sessions):
+            ws_conn.close(CLOSE_STOPPING)
+        deadline = time.monotonic() + STOP_GRACE
+        while (tcp_sessions or self._ws_sessions) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for ws_conn in list(self._ws_sessions):
+            ws_conn.abort()
+        deadline = time.monotonic() + STOP_GRACE
+        while (tcp_sessions or self._ws_sessions) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the streams are closed: their handlers finish within a loop turn or two
+        if tcp_sessions or self._ws_sessions:
+            log.error("node=%s: %d connection(s) did not finish closing", self.config.node.name,
+                      len(tcp_sessions) + len(self._ws_sessions))
