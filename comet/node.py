@@ -36,6 +36,7 @@ from thirdparty.rpc_server import RpcServer
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 1.0  # seconds for running RPC calls, then for clients to finish their closing handshake
+MAX_HTTP_BODY = 1024  # the WebSocket and stat listeners take GET requests only; never buffer a big body
 STAT_IDLE_TIMEOUT = 30.0  # seconds a stat connection may stay idle or take to send its request
 
 
@@ -86,13 +87,15 @@ class CometNode:
         self.addresses["tcp"] = [_bind(self._tcp, address) for address in config.bind.tcp]
         ws_app = make_ws_app(service, deadlines, sub_limits, limits.max_queue, limits.max_ws_frame,
                              self._ws_sessions)
-        self._ws = HTTPServer(ws_app, idle_connection_timeout=limits.first_packet_timeout)
+        self._ws = HTTPServer(ws_app, idle_connection_timeout=limits.first_packet_timeout,
+                              max_body_size=MAX_HTTP_BODY)
         self.addresses["ws"] = [_bind(self._ws, address) for address in config.bind.ws]
         self._rpc = RpcServer()
         self._rpc.register("CometRPC", CometRPC(service, self.stat))
         self.addresses["rpc"] = [_bind(self._rpc, config.bind.rpc)]
         if config.bind.stat:
-            self._stat = HTTPServer(make_stat_app(self.stat), idle_connection_timeout=STAT_IDLE_TIMEOUT)
+            self._stat = HTTPServer(make_stat_app(self.stat), idle_connection_timeout=STAT_IDLE_TIMEOUT,
+                                    max_body_size=MAX_HTTP_BODY)
             self.addresses["stat"] = [_bind(self._stat, config.bind.stat)]
         self._ticker = PeriodicCallback(lambda: self._tick(deadlines), limits.timer_tick * 1000)
         self._ticker.start()

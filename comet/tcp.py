@@ -19,6 +19,7 @@ from typing import Any
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpserver import TCPServer
 
+from comet.channel import next_conn_id
 from comet.heartbeat import Deadlines
 from comet.message_codec import EncodedMessage
 from comet.protocol import REPLY_OK, ProtocolError, Subscribe, SubscribeLimits, SubscribeParser, count_heartbeats
@@ -26,7 +27,6 @@ from comet.service import CometService
 from comet.stat import (
     CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_OVERFLOW, CLOSE_PROTOCOL, CLOSE_REJECTED,
 )
-from comet.channel import next_conn_id
 
 log = logging.getLogger(__name__)
 

@@ -231,6 +231,7 @@ async def test_node_survives_garbage_on_every_listener(transport, node, clients)
     for proto, garbage in [("tcp", b"\x00\xffGARBAGE\r\n" * 10), ("tcp", b"*9\r\n"),
                            ("ws", b"NOT HTTP\r\n\r\n"), ("ws", b"GET /sub?key=k HTTP/1.1\r\n\r\n"),
                            ("ws", ws_handshake("x", "/nowhere")),
+                           ("ws", b"POST /sub HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"),
                            ("rpc", b"\xc1\xc1\xc1 garbage"), ("stat", b"\x16\x03\x01 tls hello\r\n\r\n")]:
         reader, writer = await raw_connection(node.addresses[proto][0])
         writer.write(garbage)

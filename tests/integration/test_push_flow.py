@@ -50,7 +50,7 @@ async def test_offline_client_fetches_exactly_what_it_missed(cluster: Cluster) -
     last_seen = json.loads(await sub.frame())["mid"]
     assert last_seen == first
     await sub.close()
-    await eventually(lambda: cluster.comet.service.stat()["connections"] == 0)
+    await eventually(lambda: cluster.comet.table.count("bob") == 0)
 
     missed = [(await cluster.push("bob", {"n": n}))["data"] for n in (1, 2, 3)]
     assert all(item["online"] == 0 for item in missed)
@@ -147,7 +147,11 @@ async def test_nodes_keep_serving_after_hostile_input(cluster: Cluster) -> None:
     for payload in garbage:
         reader, writer = await asyncio.open_connection(*cluster.tcp)
         writer.write(payload)
-        await asyncio.wait_for(reader.read(), 10)
+        try:
+            reply = await asyncio.wait_for(reader.read(), 10)
+        except ConnectionResetError:  # closed with our garbage unread: the kernel answers with a reset
+            reply = b""
+        assert reply in (b"", b"-p\r\n"), reply
         writer.close()
     bad = await cluster.http.post(f"{cluster.admin}/push/private", params={"key": "h", "expire": 60},
                                   content=b"{not json")
