@@ -44,8 +44,7 @@ class CometRPC:
         except RpcUnavailable as exc:
             log.error("key=%s: message node unavailable (%s), push failed", key, exc)
             raise RpcError(ERR_INTERNAL, "message node unavailable") from None
-        except RemoteError as exc:
-            log.warning("key=%s: message node refused the push: [%d] %s", key, exc.code, exc.message)
+        except RemoteError as exc:  # logged with its code by the RpcServer
             raise RpcError(exc.code, f"message node: {exc.message}") from None
         return {"mid": result.mid, "online": result.online}
 

@@ -105,6 +105,7 @@ class CometTCPServer(TCPServer):
         self.sessions: set[TcpConnection] = set()  # every open connection, subscribed or not
 
     async def handle_stream(self, stream: IOStream, address: Any) -> None:
+        stream.set_nodelay(True)  # pushes are small and latency matters (Go, hence gopush-cluster, does the same)
         conn = TcpConnection(stream, peer_name(address), self.max_queue)
         self.sessions.add(conn)
         self.deadlines.first_packet(conn)

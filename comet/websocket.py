@@ -127,6 +127,7 @@ class SubscribeHandler(WebSocketHandler):
         return values[0] if values else b""
 
     def open(self, *args: str, **kwargs: str) -> None:
+        self.set_nodelay(True)  # as on TCP: small frames, sent at once
         stream = self.ws_connection.stream if self.ws_connection is not None else None
         conn = self.conn = WsConnection(self, stream, self.request.remote_ip or "?", self.max_queue)
         self.sessions.add(conn)
@@ -184,6 +185,7 @@ class SubscribeHandler(WebSocketHandler):
         self.service.connection_closed(conn, conn.close_reason, conn.subscribed)
         log.debug("key=%s conn=%d peer=%s: closed (%s, code %s)", conn.key, conn.conn_id, conn.peer,
                   conn.close_reason, self.close_code)
+        self.conn = None  # break the handler <-> connection cycle at once
 
 
 def make_ws_app(service: CometService, deadlines: Deadlines[Any], limits: SubscribeLimits, max_queue: int,
