@@ -21,12 +21,11 @@ from comet.node import CometNode
 from message import config as message_config
 from message.node import MessageNode
 from thirdparty.confload import ConfigError
-from thirdparty.runtime import STARTUP_FAILURE, Node, run_node, setup_logging
+from thirdparty.runtime import CONFIG_ERROR, STARTUP_FAILURE, Node, logging_from_args, run_node
 from web import config as web_config
 from web.node import WebNode
 
 ROLES = {"message": message.__main__.main, "comet": comet.__main__.main, "web": web.__main__.main}
-CONFIG_ERROR = 2
 
 
 @dataclass(frozen=True)
@@ -123,10 +122,7 @@ def standalone_parser() -> argparse.ArgumentParser:
 def run_standalone(argv: Sequence[str]) -> int:
     parser = standalone_parser()
     args = parser.parse_args(argv)
-    try:
-        setup_logging(args.log_config)
-    except (OSError, ValueError, KeyError) as exc:
-        parser.error(f"--log-config {args.log_config}: {exc}")
+    logging_from_args(parser, args.log_config)
     try:
         configs = standalone_configs(args)
     except ConfigError as exc:

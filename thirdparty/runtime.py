@@ -8,17 +8,19 @@ exits at once.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import logging.config
 import os
 import signal
-from typing import Protocol
+from typing import Callable, Protocol, Sequence, TypeVar
 
 log = logging.getLogger(__name__)
 
 STARTUP_FAILURE = 3
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+C = TypeVar("C")
 DEFAULT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -85,3 +87,34 @@ async def _stop_quietly(node: Node) -> None:
 def run_node(node: Node) -> int:
     """Run ``node`` on a new asyncio loop until SIGTERM/SIGINT; return the process exit code."""
     return asyncio.run(serve(node))
+
+
+CONFIG_ERROR = 2
+
+
+def logging_from_args(parser: argparse.ArgumentParser, path: str | None) -> None:
+    """``setup_logging(path)``, turning a bad ``--log-config`` file into the parser's usage error."""
+    try:
+        setup_logging(path)
+    except (OSError, ValueError, KeyError) as exc:
+        parser.error(f"--log-config {path}: {exc}")
+
+
+def role_main(role: str, load: Callable[[str | None], C], make_node: Callable[[C], Node],
+              argv: Sequence[str] | None) -> int:
+    """The whole entry point of one role: ``-c/--config``, ``--log-config``, load, run until a signal.
+
+    Returns 0 after a clean stop, ``CONFIG_ERROR`` for a bad config (logged once, naming the key) and
+    ``STARTUP_FAILURE`` when the node could not start.
+    """
+    parser = argparse.ArgumentParser(prog=f"pushcluster {role}", description=f"pushcluster {role} node")
+    parser.add_argument("-c", "--config", metavar="PATH", help="TOML config (default: built-in defaults)")
+    parser.add_argument("--log-config", metavar="PATH", help="logging.config.fileConfig file")
+    args = parser.parse_args(argv)
+    logging_from_args(parser, args.log_config)
+    try:
+        config = load(args.config)
+    except (ValueError, OSError) as exc:  # ConfigError is a ValueError; OSError: the file cannot be read
+        logging.getLogger(role).error("config %s: %s", args.config or "(defaults)", exc)
+        return CONFIG_ERROR
+    return run_node(make_node(config))

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from thirdparty.confload import ConfigError
-from web.__main__ import CONFIG_ERROR, main
+from thirdparty.runtime import CONFIG_ERROR
+from web.__main__ import main
 from web.config import WebConfig, is_loopback, load
 
 ROOT = Path(__file__).resolve().parents[2]
