@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 import redis.exceptions
@@ -27,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from message import mid as mids
+from message.save_batcher import SaveBatcher
 from message.storage import (DEFAULT_LIMITS, FetchResult, Limits, StorageUnavailable, check_key, check_mid,
                              check_save, check_save_many)
 from thirdparty.ring import Ring
@@ -115,6 +115,7 @@ class _Shard:
         self.client: Redis = Redis(connection_pool=self.pool)
         self.save_script = self.client.register_script(SAVE_LUA)
         self.remove_script = self.client.register_script(REMOVE_LUA)
+        self.saves = SaveBatcher(self)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -154,37 +155,18 @@ class RedisStorage:
     async def save(self, key: str, msg: bytes, expire: int) -> int:
         check_save(key, msg, expire, self._limits)
         shard = self._shard_for(key)
-        keys, args = self._save_call(key, msg, expire)
-        reply = await _guard(shard, key, "save", shard.save_script(keys, args))
+        reply = await shard.saves.submit(*self._save_call(key, msg, expire))
         return int(reply)
 
     async def save_many(self, keys: Sequence[str], msg: bytes, expire: int) -> dict[str, int]:
+        """Save ``msg`` for every key; a key whose shard fails is left out of the result (logged)."""
         distinct = check_save_many(keys, msg, expire, self._limits)
-        by_shard: dict[_Shard, list[str]] = defaultdict(list)
-        for key in distinct:
-            by_shard[self._shard_for(key)].append(key)
+        calls = [self._shard_for(key).saves.submit(*self._save_call(key, msg, expire)) for key in distinct]
+        replies = await asyncio.gather(*calls, return_exceptions=True)
         saved: dict[str, int] = {}
-        parts = await asyncio.gather(*(self._save_on_shard(shard, shard_keys, msg, expire)
-                                       for shard, shard_keys in by_shard.items()))
-        for part in parts:
-            saved.update(part)
-        return saved
-
-    async def _save_on_shard(self, shard: _Shard, keys: list[str], msg: bytes, expire: int) -> dict[str, int]:
-        """One pipeline of save scripts; a shard that fails fails only its own keys (they are left out)."""
-        pipe = shard.client.pipeline(transaction=False)
-        for key in keys:
-            script_keys, args = self._save_call(key, msg, expire)
-            await shard.save_script(script_keys, args, client=pipe)
-        try:  # execute() returns the pipeline's connection to the pool, also on failure
-            replies: list[Any] = await _guard(shard, keys[0], "save_many", pipe.execute(raise_on_error=False))
-        except StorageUnavailable as exc:
-            _log_failed(shard, keys, exc)
-            return {}
-        saved: dict[str, int] = {}
-        for key, reply in zip(keys, replies):
-            if isinstance(reply, Exception):
-                log.error("shard=%s key=%s: save failed: %s", shard.name, key, reply)
+        for key, reply in zip(distinct, replies):
+            if isinstance(reply, BaseException):
+                log.error("shard=%s key=%s: save failed: %s", self.shard_of(key), key, reply)
             else:
                 saved[key] = int(reply)
         return saved
@@ -275,5 +257,3 @@ async def _guard(shard: _Shard, key: str | None, action: str, call: Awaitable[T]
         raise StorageUnavailable(f"shard {shard.name}: {subject} failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _log_failed(shard: _Shard, keys: list[str], exc: StorageUnavailable) -> None:
-    log.error("shard=%s: %d keys not saved (first key=%s): %s", shard.name, len(keys), keys[0], exc)

@@ -84,9 +84,23 @@ async def _stop_quietly(node: Node) -> None:
         log.debug("stop after a failed start also failed", exc_info=True)
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (the ``fast`` extra) unless PUSHCLUSTER_LOOP=asyncio; else None."""
+    if os.environ.get("PUSHCLUSTER_LOOP", "") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run_node(node: Node) -> int:
-    """Run ``node`` on a new asyncio loop until SIGTERM/SIGINT; return the process exit code."""
-    return asyncio.run(serve(node))
+    """Run ``node`` on a new event loop (uvloop when installed) until SIGTERM/SIGINT; return the exit code."""
+    factory = loop_factory()
+    log.info("event loop: %s", "uvloop" if factory else "asyncio")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(serve(node))
 
 
 CONFIG_ERROR = 2
