@@ -85,7 +85,7 @@ async def _stop_quietly(node: Node) -> None:
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when it is installed (the ``fast`` extra) unless PUSHCLUSTER_LOOP=asyncio; else None."""
+    """uvloop's loop when it is installed (it is a dependency on Linux) unless PUSHCLUSTER_LOOP=asyncio; else None."""
     if os.environ.get("PUSHCLUSTER_LOOP", "") == "asyncio":
         return None
     try:
