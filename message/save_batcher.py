@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
 import redis.exceptions
+from redis.exceptions import NoScriptError
 
 from message.storage import StorageUnavailable
 
@@ -57,21 +58,19 @@ class SaveBatcher:
     async def _run(self, batch: list[Call]) -> None:
         shard = self._shard
         try:
-            pipe = shard.client.pipeline(transaction=False)
-            for keys, args, _ in batch:
-                await shard.save_script(keys, args, client=pipe)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            replies = await self._execute(batch)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:  # a new or restarted Redis: load the script, send again what it refused (not run)
+                await shard.client.script_load(shard.save_script.script)
+                again = await self._execute([batch[i] for i in missing])
+                for i, reply in zip(missing, again):
+                    replies[i] = reply
         except REDIS_ERRORS as exc:
-            error = StorageUnavailable(f"shard {shard.name}: save of {len(batch)} message(s) failed: "
-                                       f"{type(exc).__name__}: {exc}")
-            for keys, _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            self._fail(batch, StorageUnavailable(f"shard {shard.name}: save of {len(batch)} message(s) failed: "
+                                                 f"{type(exc).__name__}: {exc}"))
             return
         except BaseException as exc:  # cancelled, or a bug: never leave a caller waiting
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(StorageUnavailable(f"shard {shard.name}: save aborted: {exc!r}"))
+            self._fail(batch, StorageUnavailable(f"shard {shard.name}: save aborted: {exc!r}"))
             raise
         for (keys, _, future), reply in zip(batch, replies):
             if future.done():
@@ -80,3 +79,22 @@ class SaveBatcher:
                 future.set_exception(StorageUnavailable(f"shard {shard.name}: save of {keys[0]} failed: {reply}"))
             else:
                 future.set_result(reply)
+
+    async def _execute(self, batch: list[Call]) -> list[Any]:
+        """EVALSHA every call in one pipeline; per-call errors come back as exception objects.
+
+        EVALSHA directly rather than redis-py's Script in a pipeline, which asks SCRIPT EXISTS before every
+        pipeline (one more round trip per batch); a NOSCRIPT reply is handled by the caller instead.
+        """
+        sha = self._shard.save_script.sha
+        pipe = self._shard.client.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    @staticmethod
+    def _fail(batch: list[Call], error: StorageUnavailable) -> None:
+        for _, _, future in batch:
+            if not future.done():
+                future.set_exception(error)

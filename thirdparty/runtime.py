@@ -40,6 +40,7 @@ def setup_logging(path: str | None, level: str = "INFO") -> None:
         logging.config.fileConfig(path, disable_existing_loggers=False)
         return
     logging.basicConfig(level=level, format=DEFAULT_FORMAT)
+    logging.getLogger("web.access").setLevel(logging.WARNING)  # as conf/logging.conf: only 4xx/5xx lines
 
 
 async def serve(node: Node, stop: asyncio.Event | None = None) -> int:

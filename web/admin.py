@@ -69,7 +69,7 @@ class PushPrivateHandler(AdminHandler):
             raise NoNodeError(f"key={key}: comet {node.name} has no rpc address")
         result: PushResult = await rpc_call(f"key={key}: comet {node.name} PushPrivate",
                                             client.push_private(key, message, expire))
-        log.info("key=%s mid=%d: pushed via comet %s to %d connection(s), expire=%d",
+        log.debug("key=%s mid=%d: pushed via comet %s to %d connection(s), expire=%d",
                  key, result.mid, node.name, result.online, expire)
         return {"mid": result.mid, "online": result.online}
 

@@ -4,12 +4,13 @@ The clock is injected (``Clock``), so tests step it back and forth without sleep
 magnitude (~1.7e16), where a Redis double score cannot tell neighbouring mids apart.
 """
 import asyncio
+import hashlib
 
 import pytest
 import redis
 
 from message.mid import MAX_MID, time_id
-from message.redis_storage import MID_KEY, MSG_KEY, TOP_KEY, TRIM_KEY, RedisStorage
+from message.redis_storage import MID_KEY, MSG_KEY, SAVE_LUA, TOP_KEY, TRIM_KEY, RedisStorage
 from message.sqlite_storage import SqliteStorage
 from message.storage import InvalidArgument, Limits, StorageUnavailable
 from tests.helpers import free_port
@@ -251,6 +252,23 @@ async def test_redis_records_get_ttls(redis_url, sync_redis):
         assert 990 <= sync_redis.ttl(record) <= 1000, record
     assert not sync_redis.exists(MSG_KEY % "online")
     assert sync_redis.zcard(MSG_KEY % "k") == 1
+
+
+async def test_redis_saves_survive_a_flushed_script_cache_and_batch_concurrent_calls(redis_url, sync_redis):
+    """A restarted Redis has no scripts: NOSCRIPT replies are answered by loading the script and sending again
+    exactly what was refused, so every save lands once."""
+    store = RedisStorage({"r1": redis_url}, now_ns=Clock())
+    try:
+        first = await store.save("k", b"1", 60)
+        sync_redis.script_flush()
+        mids = await asyncio.gather(*(store.save("k", b"%d" % n, 60) for n in range(50)))
+        many = await store.save_many(["a", "b", "c"], b"x", 60)
+    finally:
+        await store.close()
+    assert sorted(mids) == mids and len(set(mids)) == 50 and mids[0] > first
+    assert sync_redis.zcard(MSG_KEY % "k") == 51
+    assert sorted(many) == ["a", "b", "c"]
+    assert sync_redis.script_exists(hashlib.sha1(SAVE_LUA.encode()).hexdigest())[0]
 
 
 async def test_redis_set_that_expired_as_a_whole_reports_trimmed(redis_url, sync_redis):
