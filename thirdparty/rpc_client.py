@@ -187,18 +187,22 @@ class RpcClient:
         conn = await self._connection()
         msgid = conn.next_msgid()
         data = self._encode(encode_request, msgid, method, params)
-        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Response] = loop.create_future()
         conn.pending[msgid] = waiter
+        # A timer on the waiter itself: cheaper per call than asyncio.timeout(), which re-schedules and
+        # cancels the calling task.
+        timer = loop.call_later(self.timeout if timeout is None else timeout, _expire, waiter)
         try:
             conn.writer.write(data)
-            async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                response = await waiter
+            response = await waiter
         except StreamClosedError:
             raise RpcUnavailable(f"{self._address}: connection lost") from None
-        except TimeoutError:
+        except _Expired:
             log.warning("rpc=%s msgid=%d method=%s: no reply in time", self._address, msgid, method)
             raise RpcTimeout(f"{self._address}: {method} timed out") from None
         finally:
+            timer.cancel()
             if conn.pending.get(msgid) is waiter:
                 del conn.pending[msgid]
         if response.error is not None:
@@ -277,3 +281,12 @@ class RpcClient:
         if old is not None:
             await old.close()
         return self._conn
+
+
+class _Expired(Exception):
+    """Set on a waiter whose per-call timeout ran out (turned into RpcTimeout by the caller)."""
+
+
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_Expired())
