@@ -134,6 +134,10 @@ class Deadlines(Generic[E]):
         """A heartbeat (or the subscribe) arrived: the next one is due within heartbeat + grace seconds."""
         self.wheel.schedule(item, self.clock() + heartbeat + self.heartbeat_grace)
 
+    def after(self, item: E, seconds: float) -> None:
+        """The item's deadline is ``seconds`` from now (e.g. for a peer to answer a close frame)."""
+        self.wheel.schedule(item, self.clock() + seconds)
+
     def cancel(self, item: E) -> None:
         self.wheel.cancel(item)
 

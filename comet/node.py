@@ -1,9 +1,12 @@
 """CometNode: the comet role's life cycle — bind the TCP, WebSocket, RPC and stat listeners, tick the deadlines,
 stop gracefully.
 
-``stop()`` first stops accepting, lets RPC calls already running answer (pushes finish in order), then closes
-every client connection (WebSocket clients get a 1001 close frame and a moment to answer it), then the message
-client it created. Listeners bound to port 0 get a free port; :attr:`CometNode.addresses` has the real ones.
+The client listeners are the event loop's own servers (``loop.create_server``) making one
+``tcp.TcpConnection`` / ``websocket.WsConnection`` protocol object per client; the RPC and stat listeners are
+tornado servers. ``stop()`` first stops accepting, lets RPC calls already running answer (pushes finish in
+order), then closes every client connection (WebSocket clients get a 1001 close frame and a moment to answer
+it), then the message client it created. Listeners bound to port 0 get a free port; :attr:`CometNode.addresses`
+has the real ones.
 """
 from __future__ import annotations
 
@@ -21,13 +24,14 @@ from tornado.tcpserver import TCPServer
 from comet.channel import ChannelTable
 from comet.client import CometNodeInfo
 from comet.config import CometConfig, advertised
+from comet.connection import ClientConnection, ClientContext
 from comet.heartbeat import Deadlines, TimerWheel
 from comet.protocol import SubscribeLimits
 from comet.rpc import CometRPC
 from comet.service import CometService
 from comet.stat import CLOSE_STOPPING, CometStats, make_stat_app
-from comet.tcp import CometTCPServer
-from comet.websocket import WsConnection, make_ws_app
+from comet.tcp import TcpConnection
+from comet.websocket import WsConnection
 from message.client import MessageAPI, MessageClient
 from thirdparty.confload import parse_address
 from thirdparty.ring import Ring
@@ -36,8 +40,14 @@ from thirdparty.rpc_server import RpcServer
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 1.0  # seconds for running RPC calls, then for clients to finish their closing handshake
-MAX_HTTP_BODY = 1024  # the WebSocket and stat listeners take GET requests only; never buffer a big body
+MAX_HTTP_BODY = 1024  # the stat listener takes GET requests only; never buffer a big body
 STAT_IDLE_TIMEOUT = 30.0  # seconds a stat connection may stay idle or take to send its request
+CLIENT_BACKLOG = 1024  # pending connections per client listener (the kernel caps it at net.core.somaxconn)
+
+
+def _bound_address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
 
 
 def _bind(server: TCPServer, address: str) -> str:
@@ -45,10 +55,18 @@ def _bind(server: TCPServer, address: str) -> str:
     host, port = parse_address(address)
     sockets = bind_sockets(port, address=host)
     server.add_sockets(sockets)
-    bound_host, bound_port = sockets[0].getsockname()[:2]
-    if sockets[0].family == socket.AF_INET6:
-        return f"[{bound_host}]:{bound_port}"
-    return f"{bound_host}:{bound_port}"
+    return _bound_address(sockets[0])
+
+
+async def _serve_clients(factory: Callable[[], ClientConnection], address: str,
+                         servers: list[asyncio.Server]) -> str:
+    """Accept clients on ``host:port`` with the event loop's server (appended to ``servers``); the bound address."""
+    host, port = parse_address(address)
+    sockets = bind_sockets(port, address=host, backlog=CLIENT_BACKLOG)
+    loop = asyncio.get_running_loop()
+    for sock in sockets:
+        servers.append(await loop.create_server(factory, sock=sock, backlog=CLIENT_BACKLOG))
+    return _bound_address(sockets[0])
 
 
 class CometNode:
@@ -64,9 +82,8 @@ class CometNode:
         self.table = ChannelTable(config.limits.max_conns_per_key)
         self.service: CometService | None = None
         self.addresses: dict[str, list[str]] = {"tcp": [], "ws": [], "rpc": [], "stat": []}
-        self._tcp: CometTCPServer | None = None
-        self._ws: HTTPServer | None = None
-        self._ws_sessions: set[WsConnection] = set()
+        self._clients: ClientContext | None = None
+        self._client_servers: list[asyncio.Server] = []
         self._rpc: RpcServer | None = None
         self._stat: HTTPServer | None = None
         self._ticker: PeriodicCallback | None = None
@@ -83,13 +100,12 @@ class CometNode:
                                               heartbeat_grace=limits.heartbeat_grace)
         sub_limits = SubscribeLimits(max_arg_bytes=limits.max_arg_bytes, max_key_bytes=limits.max_key_bytes,
                                      min_heartbeat=limits.min_heartbeat, max_heartbeat=limits.max_heartbeat)
-        self._tcp = CometTCPServer(service, deadlines, sub_limits, limits.max_queue)
-        self.addresses["tcp"] = [_bind(self._tcp, address) for address in config.bind.tcp]
-        ws_app = make_ws_app(service, deadlines, sub_limits, limits.max_queue, limits.max_ws_frame,
-                             self._ws_sessions)
-        self._ws = HTTPServer(ws_app, idle_connection_timeout=limits.first_packet_timeout,
-                              max_body_size=MAX_HTTP_BODY)
-        self.addresses["ws"] = [_bind(self._ws, address) for address in config.bind.ws]
+        clients = self._clients = ClientContext(service, deadlines, sub_limits, max_queue=limits.max_queue,
+                                                max_ws_frame=limits.max_ws_frame)
+        self.addresses["tcp"] = [await _serve_clients(lambda: TcpConnection(clients), address, self._client_servers)
+                                 for address in config.bind.tcp]
+        self.addresses["ws"] = [await _serve_clients(lambda: WsConnection(clients), address, self._client_servers)
+                                for address in config.bind.ws]
         self._rpc = RpcServer()
         self._rpc.register("CometRPC", CometRPC(service, self.stat))
         self.addresses["rpc"] = [_bind(self._rpc, config.bind.rpc)]
@@ -130,38 +146,38 @@ class CometNode:
         if self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
-        for server in (self._tcp, self._ws, self._stat):
-            if server is not None:
-                server.stop()
+        for client_server in self._client_servers:
+            client_server.close()
+        if self._stat is not None:
+            self._stat.stop()
         if self._rpc is not None:
             await self._rpc.close_all(STOP_GRACE)
             self._rpc = None
         closed = self.table.close_all(CLOSE_STOPPING)
-        await self._close_sessions()
-        for http in (self._ws, self._stat):
-            if http is not None:
-                await http.close_all_connections()
-        self._tcp = self._ws = self._stat = None
+        if self._clients is not None:
+            await self._close_sessions(self._clients.sessions)
+        for client_server in self._client_servers:
+            await client_server.wait_closed()
+        self._client_servers = []
+        if self._stat is not None:
+            await self._stat.close_all_connections()
+        self._clients = self._stat = None
         if self.message is not None and self._injected_message is None:
             await self.message.close()
         self.message = None
         log.info("node=%s: comet stopped, %d client connection(s) closed", name, closed)
 
-    async def _close_sessions(self) -> None:
-        """Close connections not yet subscribed too; abort WebSocket clients that do not finish closing."""
-        tcp_sessions = self._tcp.sessions if self._tcp is not None else set()
-        for conn in list(tcp_sessions):
+    async def _close_sessions(self, sessions: set[ClientConnection]) -> None:
+        """Close connections not yet subscribed too; abort those (WebSocket) that do not finish closing."""
+        for conn in list(sessions):
             conn.close(CLOSE_STOPPING)
-        for ws_conn in list(self._ws_sessions):
-            ws_conn.close(CLOSE_STOPPING)
         deadline = time.monotonic() + STOP_GRACE
-        while (tcp_sessions or self._ws_sessions) and time.monotonic() < deadline:
+        while sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        for ws_conn in list(self._ws_sessions):
-            ws_conn.abort()
+        for conn in list(sessions):
+            conn.abort()
         deadline = time.monotonic() + STOP_GRACE
-        while (tcp_sessions or self._ws_sessions) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)  # the streams are closed: their handlers finish within a loop turn or two
-        if tcp_sessions or self._ws_sessions:
-            log.error("node=%s: %d connection(s) did not finish closing", self.config.node.name,
-                      len(tcp_sessions) + len(self._ws_sessions))
+        while sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # aborted: connection_lost runs within a loop turn or two
+        if sessions:
+            log.error("node=%s: %d connection(s) did not finish closing", self.config.node.name, len(sessions))

@@ -1,197 +1,158 @@
 """The WebSocket client transport (DESIGN.md section 4): ``GET /sub?key=K&heartbeat=S[&token=T][&ver=V]``.
 
-The upgrade is always accepted; then the query parameters are checked with the TCP rules
-(``protocol.validate_subscribe``) and the reply goes out as one text frame: ``+h\\r\\n`` on success, else
-``-p\\r\\n`` / ``-a\\r\\n`` / ``-c\\r\\n`` / ``-n\\r\\n`` followed by a close. The reply bytes are the TCP ones,
-CRLF included, exactly as gopush-cluster's WebSocket server wrote them (its browser SDK looks only at the
-first character). The heartbeat is a text frame ``h`` (a binary ``h`` is accepted too, as gopush-cluster did),
-answered with a ``+h\\r\\n`` text frame; any other frame closes the connection (1008), and a frame larger than
-``limits.max_ws_frame`` closes it with 1009 (tornado's ``websocket_max_message_size``). Each message is one text
-frame holding the message JSON.
+The connection parses its upgrade request itself (``ws_handshake``, within the first-packet timeout) and then
+speaks frames through ``ws_frames``: after the handshake it keeps only a frame parser, no HTTP machinery. A
+request that cannot be upgraded gets an HTTP error status (400, 404, 405, 426, 431) and is closed. An upgrade
+is always accepted; then the query parameters are checked with the TCP rules (``protocol.validate_subscribe``)
+and the reply goes out as one text frame, in the same write as the 101 response: ``+h\\r\\n`` on success, else
+``-p\\r\\n`` / ``-a\\r\\n`` / ``-c\\r\\n`` / ``-n\\r\\n`` followed by a close frame (1000). The reply bytes are the
+TCP ones, CRLF included, exactly as gopush-cluster's WebSocket server wrote them (its browser SDK looks only at
+the first character).
+
+The heartbeat is a text frame ``h`` (a binary ``h`` is accepted too, as gopush-cluster did), answered with a
+``+h\\r\\n`` text frame; a ping is answered with a pong; any other data frame closes the connection (1008); a
+frame or message larger than ``limits.max_ws_frame`` closes it with 1009, a broken frame with 1002. Each pushed
+message is one text frame holding the message JSON, encoded once per message and shared by every connection.
+
+Closing: the side that closes sends a close frame and the other answers with one; the comet then closes the TCP
+connection. A peer that does not answer within ``CLOSE_TIMEOUT`` seconds is dropped. A node that stops sends
+1001; a connection that overflowed its queue or missed its deadline is dropped without a closing handshake.
 
 Any ``Origin`` is accepted: browsers connect from the application's own pages, on other origins than the
 comet's, and the key is not a secret the comet protects (subscribe tokens will be, DESIGN.md section 8).
-The first-packet timeout bounds the upgrade request (the HTTP server's header timeout); afterwards the same
-heartbeat deadlines and queue limit as TCP apply.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
-import tornado.web
-from tornado.iostream import IOStream
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
-
-from comet.channel import next_conn_id
-from comet.heartbeat import Deadlines
-from comet.message_codec import EncodedMessage
-from comet.protocol import HEARTBEAT, REPLY_OK, ProtocolError, SubscribeLimits, validate_subscribe
-from comet.service import CometService
+from comet.connection import ClientConnection, ClientContext
+from comet.message_codec import wire_form
+from comet.protocol import HEARTBEAT, REPLY_OK, ProtocolError, validate_subscribe
 from comet.stat import (
-    CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_OVERFLOW, CLOSE_PROTOCOL, CLOSE_REJECTED,
-    CLOSE_RPC, CLOSE_STOPPING,
+    CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_OVERFLOW, CLOSE_PROTOCOL, CLOSE_REJECTED, CLOSE_RPC, CLOSE_STOPPING,
 )
+from comet.ws_frames import (
+    CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, DATA_OPCODES, OP_CLOSE, OP_PING, FrameError, FrameParser,
+    close_code, close_frame, pong_frame, text_frame,
+)
+from comet.ws_handshake import HandshakeError, RequestHeadParser, UpgradeRequest, parse_upgrade
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_TEXT = HEARTBEAT.decode()
-CLOSE_CODES = {CLOSE_PROTOCOL: 1008, CLOSE_RPC: 1000, CLOSE_STOPPING: 1001, CLOSE_REJECTED: 1000}
+CLOSE_TIMEOUT = 5.0  # seconds a peer has to answer our close frame
+CLOSE_CODES = {CLOSE_PROTOCOL: CLOSE_POLICY_VIOLATION, CLOSE_RPC: CLOSE_NORMAL, CLOSE_STOPPING: CLOSE_GOING_AWAY,
+               CLOSE_REJECTED: CLOSE_NORMAL}
 ABORT_REASONS = (CLOSE_OVERFLOW, CLOSE_HEARTBEAT, CLOSE_FIRST_PACKET)  # the peer is not listening: no handshake
+WS_REPLY_OK = text_frame(REPLY_OK)
 
 
-class WsConnection:
-    """One WebSocket client as the channel table sees it (the tornado handler does the I/O)."""
+class WsConnection(ClientConnection):
+    """One WebSocket client: the upgrade request, then frames."""
 
-    __slots__ = ("handler", "stream", "peer", "conn_id", "key", "new_form", "subscribed", "close_reason",
-                 "_queued", "_max_queue")
+    __slots__ = ("_head", "_frames")
     protocol = "ws"
 
-    def __init__(self, handler: WebSocketHandler, stream: IOStream | None, peer: str, max_queue: int) -> None:
-        self.handler = handler
-        self.stream = stream
-        self.peer = peer
-        self.conn_id = next_conn_id()
-        self.key = ""
-        self.new_form = False
-        self.subscribed = False
-        self.close_reason: str | None = None
-        self._queued = 0
-        self._max_queue = max_queue
+    def __init__(self, ctx: ClientContext) -> None:
+        super().__init__(ctx)
+        self._head: RequestHeadParser | None = RequestHeadParser()  # until the request head is complete
+        self._frames: FrameParser | None = None                      # after the 101
 
-    def send(self, message: EncodedMessage) -> bool:
-        return self.write(message.json(self.new_form))
-
-    def write(self, data: bytes) -> bool:
-        """Queue one text frame; False (and the connection closes) when the queue is full or it is gone."""
-        if self.close_reason is not None:
-            return False
-        if self._queued >= self._max_queue:
-            log.warning("key=%s conn=%d peer=%s: %d frames queued, closing the slow connection",
-                        self.key, self.conn_id, self.peer, self._queued)
-            self.close(CLOSE_OVERFLOW)
-            return False
+    def data_received(self, data: bytes) -> None:
         try:
-            future = self.handler.write_message(data)  # bytes with binary=False: a text frame, sent as is
-        except WebSocketClosedError:
-            self.close(CLOSE_CLIENT)
-            return False
-        self._queued += 1
-        future.add_done_callback(self._flushed)
-        return True
+            if self._frames is not None:
+                self._on_frames(self._frames, data)
+            elif self._head is not None:
+                self._on_head(self._head, data)
+        except FrameError as exc:
+            log.info("key=%s conn=%d peer=%s: %s, closing with %d", self.key, self.conn_id, self.peer, exc.reason,
+                     exc.code)
+            self._fail(exc.code)
+        except HandshakeError as exc:
+            log.info("conn=%d peer=%s: upgrade refused with %d: %s", self.conn_id, self.peer, exc.status, exc.reason)
+            self._head = None
+            self.close_reason = CLOSE_PROTOCOL
+            self.transport.write(exc.response())
+            self.transport.close()
+        except Exception:
+            log.error("key=%s conn=%d peer=%s: unexpected error", self.key, self.conn_id, self.peer, exc_info=True)
+            self.close(CLOSE_PROTOCOL)
 
-    def _flushed(self, future: "asyncio.Future[None]") -> None:
-        self._queued -= 1
-        if not future.cancelled():
-            future.exception()  # retrieved: a closed connection is handled by on_close
-
-    def close(self, reason: str) -> None:
-        if self.close_reason is not None:
+    def _on_head(self, parser: RequestHeadParser, data: bytes) -> None:
+        parsed = parser.feed(data)
+        if parsed is None:
             return
-        self.close_reason = reason
-        if reason in ABORT_REASONS:
-            self.abort()
-        else:
-            self.handler.close(CLOSE_CODES.get(reason, 1000), reason)
+        head, rest = parsed
+        request = parse_upgrade(head)
+        self._head = None
+        frames = self._frames = FrameParser(self.ctx.max_ws_frame)
+        self._subscribe(request)
+        if rest and not self.transport.is_closing():
+            self._on_frames(frames, rest)
 
-    def abort(self) -> None:
-        """Drop the TCP connection without a closing handshake."""
-        if self.stream is not None:
-            self.stream.close()
-        else:
-            self.handler.close()
-
-    def on_timeout(self) -> None:
-        self.close(CLOSE_HEARTBEAT if self.subscribed else CLOSE_FIRST_PACKET)
-
-
-class SubscribeHandler(WebSocketHandler):
-    """``/sub``: one subscribed client per handler."""
-
-    def initialize(self, service: CometService, deadlines: Deadlines[Any], limits: SubscribeLimits,
-                   max_queue: int, sessions: set[WsConnection]) -> None:
-        self.service = service
-        self.deadlines = deadlines
-        self.limits = limits
-        self.max_queue = max_queue
-        self.sessions = sessions
-        self.conn: WsConnection | None = None
-        self.heartbeat_seconds = 0
-
-    def check_origin(self, origin: str) -> bool:
-        return True  # see the module docstring
-
-    def _query(self, name: str) -> bytes:
-        values = self.request.query_arguments.get(name)
-        return values[0] if values else b""
-
-    def open(self, *args: str, **kwargs: str) -> None:
-        self.set_nodelay(True)  # as on TCP: small frames, sent at once
-        stream = self.ws_connection.stream if self.ws_connection is not None else None
-        conn = self.conn = WsConnection(self, stream, self.request.remote_ip or "?", self.max_queue)
-        self.sessions.add(conn)
+    def _subscribe(self, request: UpgradeRequest) -> None:
+        handshake = request.response()
         try:
-            subscribe = validate_subscribe(self._query("key"), self._query("heartbeat"), self._query("token"),
-                                           self._query("ver"), self.limits)
+            subscribe = validate_subscribe(request.param("key"), request.param("heartbeat"), request.param("token"),
+                                           request.param("ver"), self.ctx.limits)
         except ProtocolError as exc:
-            log.info("conn=%d peer=%s: bad subscribe request: %s", conn.conn_id, conn.peer, exc.reason)
-            self.service.stats.refusals[exc.reply.decode().strip()] += 1
-            self._refuse(conn, exc.reply)
+            log.info("conn=%d peer=%s: bad subscribe request: %s", self.conn_id, self.peer, exc.reason)
+            self.ctx.service.stats.refusals[exc.reply.decode().strip()] += 1
+            self.refuse(exc.reply, handshake)
             return
-        conn.key = subscribe.key
-        conn.new_form = subscribe.new_form
-        reply = self.service.subscribe(conn, subscribe)
-        if reply != REPLY_OK:
-            log.info("key=%s conn=%d peer=%s: subscribe refused with %r", conn.key, conn.conn_id, conn.peer,
-                     reply.strip())
-            self._refuse(conn, reply)
-            return
-        conn.subscribed = True
-        conn.write(REPLY_OK)  # before any await: no message can overtake the +h
-        self.heartbeat_seconds = subscribe.heartbeat
-        self.deadlines.heartbeat(conn, subscribe.heartbeat)
-        log.debug("key=%s conn=%d peer=%s: subscribed, heartbeat=%d version=%r", conn.key, conn.conn_id,
-                  conn.peer, subscribe.heartbeat, subscribe.version)
+        self.admit(subscribe, wire_form(True, subscribe.new_form), handshake)
 
-    def _refuse(self, conn: WsConnection, reply: bytes) -> None:
-        try:
-            self.write_message(reply)
-        except WebSocketClosedError:
-            pass
-        conn.close(CLOSE_REJECTED)
+    def _on_frames(self, parser: FrameParser, data: bytes) -> None:
+        beats = 0
+        for opcode, payload in parser.feed(data):
+            if opcode == OP_CLOSE:
+                self._on_close_frame(payload)
+                break
+            if self.close_reason is not None:
+                continue  # closing: only the peer's close frame matters now
+            if opcode == OP_PING:
+                self.write(pong_frame(payload))
+            elif opcode in DATA_OPCODES:
+                if payload == HEARTBEAT and self.subscribed:
+                    beats += 1
+                    continue
+                log.info("key=%s conn=%d peer=%s: unexpected frame %r, closing", self.key, self.conn_id, self.peer,
+                         payload[:16])
+                self.close(CLOSE_PROTOCOL)
+            # a pong needs no answer
+        if beats and self.close_reason is None:
+            self.heartbeats(beats)
 
-    def on_message(self, message: str | bytes) -> None:
-        conn = self.conn
-        if conn is None or not conn.subscribed or conn.close_reason is not None:
-            return
-        if message == HEARTBEAT_TEXT or message == HEARTBEAT:
-            conn.write(REPLY_OK)
-            self.deadlines.heartbeat(conn, self.heartbeat_seconds)
-            self.service.stats.heartbeats += 1
-            return
-        log.info("key=%s conn=%d peer=%s: unexpected frame %r, closing", conn.key, conn.conn_id, conn.peer,
-                 message[:16])
-        conn.close(CLOSE_PROTOCOL)
+    def _on_close_frame(self, payload: bytes) -> None:
+        """The peer's close frame: the answer to ours, or its own close, which we echo (RFC 6455 5.5.1)."""
+        if self.close_reason is None:
+            self.close_reason = CLOSE_CLIENT
+            self.transport.write(close_frame(close_code(payload)))
+        self._frames = None
+        self.transport.close()
 
-    def on_close(self) -> None:
-        conn = self.conn
-        if conn is None:
-            return
-        self.sessions.discard(conn)
-        self.deadlines.cancel(conn)
-        if conn.close_reason is None:  # the client closed, or tornado did (a frame over max_ws_frame: 1009)
-            conn.close_reason = CLOSE_CLIENT
-        self.service.connection_closed(conn, conn.close_reason, conn.subscribed)
-        log.debug("key=%s conn=%d peer=%s: closed (%s, code %s)", conn.key, conn.conn_id, conn.peer,
-                  conn.close_reason, self.close_code)
-        self.conn = None  # break the handler <-> connection cycle at once
+    def _fail(self, code: int) -> None:
+        """Close with a protocol-level code (1002, 1009) after a framing error (drop it if already closing)."""
+        if self.close_reason is None:
+            self.close_reason = CLOSE_PROTOCOL
+            self._send_close(code, CLOSE_PROTOCOL)
+        else:
+            self.abort()
 
+    def _send_close(self, code: int, reason: str) -> None:
+        self.transport.write(close_frame(code, reason))
+        self.ctx.deadlines.after(self, CLOSE_TIMEOUT)
 
-def make_ws_app(service: CometService, deadlines: Deadlines[Any], limits: SubscribeLimits, max_queue: int,
-                max_frame: int, sessions: set[WsConnection]) -> tornado.web.Application:
-    """The WebSocket listener's routes."""
-    handler_args = {"service": service, "deadlines": deadlines, "limits": limits, "max_queue": max_queue,
-                    "sessions": sessions}
-    return tornado.web.Application([(r"/sub", SubscribeHandler, handler_args)],
-                                   websocket_max_message_size=max_frame)
+    def reply_bytes(self, reply: bytes) -> bytes:
+        return WS_REPLY_OK if reply == REPLY_OK else text_frame(reply)
+
+    def refuse(self, reply: bytes, prefix: bytes = b"") -> None:
+        """The reply frame (after the 101 in ``prefix``), then a close frame (1000)."""
+        self.close_reason = CLOSE_REJECTED
+        self.transport.write(prefix + text_frame(reply))
+        self._send_close(CLOSE_NORMAL, CLOSE_REJECTED)
+
+    def shut(self, reason: str) -> None:
+        if self._frames is None or reason in ABORT_REASONS:
+            self.transport.abort()
+        else:
+            self._send_close(CLOSE_CODES.get(reason, CLOSE_NORMAL), reason)

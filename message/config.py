@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from message.storage import DEFAULT_LIMITS, Limits
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.ring import MAX_WEIGHT
+from thirdparty.zk_config import ZookeeperConfig
+
+WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 BACKENDS = ("redis", "sqlite")
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -24,11 +27,22 @@ class RpcConfig:
 
     bind: str = "127.0.0.1:7070"         # host:port to listen on
     max_fetch_bytes: int = 960 * 1024    # GetPrivate returns the oldest messages up to this many payload bytes
+    advertise: str = ""                  # cluster mode: host:port other nodes call; empty: the bind address
+    weight: int = 1                      # cluster mode: this node's share of the calls, 1..1000
+
+    @property
+    def advertised(self) -> str:
+        """The address published in ZooKeeper."""
+        return self.advertise or self.bind
 
     def check(self) -> None:
         parse_address(self.bind)
+        if self.advertise:
+            parse_address(self.advertise)
         if self.max_fetch_bytes < 1:
             raise ConfigError("max_fetch_bytes must be >= 1")
+        if not 1 <= self.weight <= MAX_WEIGHT:
+            raise ConfigError(f"weight must be 1..{MAX_WEIGHT}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,13 @@ class MessageConfig:
 
     rpc: RpcConfig = field(default_factory=RpcConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)
+
+    def check(self) -> None:
+        host, port = parse_address(self.rpc.advertised)
+        if self.zookeeper.enabled and (host in WILDCARD_HOSTS or port == 0):
+            raise ConfigError(f"rpc.advertise: set the host:port other nodes reach this one at (rpc.bind "
+                              f"{self.rpc.bind!r} cannot be published in ZooKeeper)")
 
 
 def load(path: str | None, overrides: dict[str, object] | None = None) -> MessageConfig:

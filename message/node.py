@@ -1,10 +1,16 @@
-"""MessageNode: the message role's life cycle — open the store, serve MessageRPC, stop gracefully."""
+"""MessageNode: the message role's life cycle — open the store, serve MessageRPC, stop gracefully.
+
+In cluster mode (``[zookeeper] hosts`` set) the node registers ``<root>/message/<id>`` once it listens, and on stop
+deregisters first, so callers stop choosing it before it stops answering.
+"""
 from __future__ import annotations
 
 import logging
 import time
 from typing import Callable
 
+from message.client import MessageNodeInfo
+from message.cluster import register_message_node
 from message.config import MessageConfig, StorageConfig
 from message.redis_storage import RedisStorage
 from message.rpc import MessageRPC
@@ -12,6 +18,7 @@ from message.sqlite_storage import SqliteStorage
 from message.storage import Storage
 from thirdparty.confload import parse_address
 from thirdparty.rpc_server import RpcServer
+from thirdparty.zk import Registration, ZkSession
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,8 @@ class MessageNode:
         self._now_ns = now_ns
         self._storage: Storage | None = None
         self._server: RpcServer | None = None
+        self._zk: ZkSession | None = None
+        self._registration: Registration | None = None
 
     async def start(self) -> None:
         self._storage = await open_storage(self.config.storage, now_ns=self._now_ns)
@@ -46,12 +55,24 @@ class MessageNode:
         host, port = parse_address(self.config.rpc.bind)
         self._server.listen(port, address=host)
         log.info("rpc=%s backend=%s: message node serving", self.config.rpc.bind, self.config.storage.backend)
+        zookeeper = self.config.zookeeper
+        if zookeeper.enabled:
+            self._zk = ZkSession(zookeeper.hosts, session_timeout=zookeeper.session_timeout, root=zookeeper.root)
+            await self._zk.start()
+            info = MessageNodeInfo(rpc=self.config.rpc.advertised, weight=self.config.rpc.weight)
+            self._registration = await register_message_node(self._zk, info)
 
     async def stop(self) -> None:
-        """Stop listening, let running calls answer (up to STOP_GRACE s), close connections, close the store."""
+        """Deregister, stop listening, let running calls answer (up to STOP_GRACE s), close connections and store."""
+        if self._registration is not None:
+            await self._registration.cancel()
+            self._registration = None
         if self._server is not None:
             await self._server.close_all(STOP_GRACE)
             self._server = None
+        if self._zk is not None:
+            await self._zk.stop()
+            self._zk = None
         if self._storage is not None:
             await self._storage.close()
             self._storage = None

@@ -1,24 +1,36 @@
-"""Shared fixtures: a real redis-server on a free loopback port, per-test flushed database.
+"""Shared fixtures: a real redis-server and a real ZooKeeper server on free loopback ports.
 
-The server is started once per test session from the `redis-server` binary on PATH (installed by `.ci/run`
-from Debian's packages). Tests that need it are skipped with a clear reason when the binary is absent, or use
-`--redis-url` to point at a running server (its database is flushed before every test).
+Redis: started once per test session from the `redis-server` binary on PATH (installed by `.ci/run` from
+Debian's packages); `redis_url` is flushed before every test. `--redis-url` points at a running server instead.
+
+ZooKeeper: started once per session with java from Debian's `zookeeper` package (tests/zookeeper.py), tickTime
+200 ms so that sessions of about 1 s can be negotiated; `zk_hosts` is a connect string with a fresh chroot per
+test. `zk_server` can stop, restart and expire sessions for the failure tests. `--zk-hosts` points at a running
+server instead (then the restart tests are skipped). Tests that need a server it cannot have are skipped with the
+reason.
 """
 from __future__ import annotations
 
 import shutil
 import subprocess
 import tempfile
-from typing import Iterator
+from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import redis
 
 from tests.helpers import free_port, wait_port
+from tests.zookeeper import ZooKeeperServer, make_chroot, missing_zookeeper
+from thirdparty.zk import ZkSession
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--redis-url", default="", help="use this Redis instead of starting redis-server")
+    parser.addoption("--zk-hosts", default="", help="use this ZooKeeper (host:port) instead of starting one")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "zookeeper: needs a real ZooKeeper server")
 
 
 class RedisServer:
@@ -72,3 +84,48 @@ def redis_url(redis_server: str) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server
+
+
+@pytest.fixture(scope="session")
+def zk_server(request: pytest.FixtureRequest) -> Iterator[ZooKeeperServer]:
+    """A ZooKeeper server for the whole session (see tests/zookeeper.py for stop/restart/expire)."""
+    external = request.config.getoption("--zk-hosts")
+    if external:
+        yield ZooKeeperServer.external(external)
+        return
+    why = missing_zookeeper()
+    if why:
+        pytest.skip(why)
+    server = ZooKeeperServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def zk_hosts(zk_server: ZooKeeperServer) -> str:
+    """``127.0.0.1:PORT/test-<uuid>``: a connect string whose chroot exists and is this test's alone."""
+    if not zk_server.running:
+        zk_server.start()  # an earlier test stopped it and failed before starting it again
+    return make_chroot(zk_server.hosts)
+
+
+@pytest.fixture
+async def zk_sessions(zk_hosts: str) -> AsyncIterator[Callable[..., Awaitable[ZkSession]]]:
+    """``await zk_sessions(session_timeout=1.0, root="/pc")`` -> a started ZkSession on this test's chroot.
+
+    Every session it made is stopped after the test.
+    """
+    started: list[ZkSession] = []
+
+    async def make(session_timeout: float = 1.0, root: str = "/pc") -> ZkSession:
+        session = ZkSession(zk_hosts, session_timeout=session_timeout, root=root)
+        await session.start(timeout=5.0)
+        started.append(session)
+        return session
+
+    yield make
+    for session in reversed(started):
+        await session.stop()

@@ -2,7 +2,8 @@
 
 Load with :func:`load`; unknown keys, wrong types and the semantic checks below raise
 ``thirdparty.confload.ConfigError`` naming the key. The one safety rule: the admin listener may bind a
-non-loopback address only when ``[admin] token`` is set.
+non-loopback address only when ``[admin] token`` is set. With ``[zookeeper] hosts`` set (cluster mode) the
+``[comets.*]`` list and ``[message] rpc`` are not used: the nodes come from ZooKeeper.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Mapping
 from comet.client import CometNodeInfo
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.ring import MAX_WEIGHT
+from thirdparty.zk_config import ZookeeperConfig
 
 
 def is_loopback(host: str) -> bool:
@@ -139,6 +141,8 @@ class WebConfig:
     message: MessageConfig = field(default_factory=MessageConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)  # hosts set: comets and message nodes
+                                                                         # come from ZooKeeper, not this file
 
     def check(self) -> None:
         for name in self.comets:

@@ -3,7 +3,9 @@
 Each listener is a tornado HTTPServer with a hard body cap (twice ``limits.max_body_bytes``: a larger
 body is refused with HTTP 400 and the connection closed, without being buffered), an idle keep-alive
 timeout and a body timeout. A view passed in (tests, standalone mode) belongs to the caller; a view the
-node builds from its config is closed by :meth:`WebNode.stop`.
+node builds from its config is closed by :meth:`WebNode.stop`. With ``[zookeeper] hosts`` set, the view the node
+builds follows ZooKeeper (``web/zk_view.py``); a node that cannot reach ZooKeeper within the session timeout
+does not start.
 """
 from __future__ import annotations
 
@@ -16,21 +18,27 @@ from comet.client import CometAPI, CometClient, CometNodeInfo
 from message.client import MessageClient
 from thirdparty.confload import parse_address
 from web.app import make_admin_app, make_public_app
-from web.cluster import ClusterView
+from web.cluster import ClusterView, CometClientFactory
 from web.config import WebConfig
+from web.zk_view import ZkClusterSource
 
 log = logging.getLogger(__name__)
 
 
-def build_view(config: WebConfig) -> ClusterView:
-    """The ClusterView of the config's static comet list, with real RPC clients."""
+def comet_client_factory(config: WebConfig) -> CometClientFactory:
+    """Real CometRPC clients with the config's timeout."""
     timeout = config.rpc.comet_timeout
 
     def comet_client(info: CometNodeInfo) -> CometAPI:
         return CometClient(info.rpc[0], timeout=timeout)
 
+    return comet_client
+
+
+def build_view(config: WebConfig) -> ClusterView:
+    """The ClusterView of the config's static comet list, with real RPC clients."""
     message = MessageClient(config.message.rpc, timeout=config.message.timeout)
-    return ClusterView(config.comet_nodes(), message, comet_client)
+    return ClusterView(config.comet_nodes(), message, comet_client_factory(config))
 
 
 class WebNode:
@@ -40,6 +48,7 @@ class WebNode:
         self.config = config
         self._own_view = view is None
         self._view = view
+        self._zk: ZkClusterSource | None = None
         self._servers: list[HTTPServer] = []
 
     @property
@@ -47,7 +56,11 @@ class WebNode:
         return self._view
 
     async def start(self) -> None:
-        if self._view is None:
+        if self._view is None and self.config.zookeeper.enabled:
+            self._zk = await ZkClusterSource.open(self.config.zookeeper, comet_client_factory(self.config),
+                                                  message_timeout=self.config.message.timeout)
+            self._view = self._zk.view
+        elif self._view is None:
             self._view = build_view(self.config)
         self._listen(make_public_app(self._view, self.config), self.config.public.bind, "public")
         self._listen(make_admin_app(self._view, self.config), self.config.admin.bind, "admin")
@@ -60,6 +73,9 @@ class WebNode:
             server.stop()
         for server in servers:
             await server.close_all_connections()
+        if self._zk is not None:
+            zk, self._zk = self._zk, None
+            await zk.stop()
         if self._own_view and self._view is not None:
             view, self._view = self._view, None
             await view.close()

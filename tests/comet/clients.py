@@ -4,7 +4,8 @@
 ``recv_frame()`` returns exactly what the transport carried for one server message (TCP: the whole
 ``$len\\r\\n...\\r\\n`` bulk string; WebSocket: the text frame's bytes) and ``wire(json)`` builds the expected
 bytes, so tests compare byte for byte. ``slow_socket`` opens a raw socket with a tiny receive buffer that
-subscribes and then never reads.
+subscribes and then never reads. ``client_frame`` builds a WebSocket frame as a client sends it (masked), or
+a broken one.
 """
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import asyncio
 import base64
 import os
 import socket
+import struct
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from comet.ws_frames import unmask
+
 TIMEOUT = 3.0
+MASK = b"\x37\xfa\x21\x3d"
 
 
 def sub_command(*args: bytes) -> bytes:
@@ -178,3 +183,19 @@ async def slow_socket(node, proto: str, key: str, version: str | None = "1") -> 
         assert head.startswith(b"HTTP/1.1 101"), head
         assert await asyncio.wait_for(reader.readexactly(6), TIMEOUT) == b"\x81\x04+h\r\n"
     return writer
+
+
+def client_frame(opcode, payload, fin=True, mask=MASK, rsv=0, length=None):
+    """A frame as a client sends it (masked unless mask is None)."""
+    size = len(payload) if length is None else length
+    first = (0x80 if fin else 0) | rsv | opcode
+    mask_bit = 0x80 if mask is not None else 0
+    if size < 126:
+        header = bytes((first, mask_bit | size))
+    elif size < 1 << 16:
+        header = bytes((first, mask_bit | 126)) + struct.pack(">H", size)
+    else:
+        header = bytes((first, mask_bit | 127)) + struct.pack(">Q", size)
+    if mask is None:
+        return header + payload
+    return header + mask + unmask(mask, payload)

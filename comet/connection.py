@@ -1,0 +1,192 @@
+"""The lean client connection both transports share: an asyncio Protocol over the loop's own transport.
+
+A comet holds tens of thousands of idle connections, so one costs only what it must: this object (``__slots__``,
+no timer, no coroutine, no read buffer while idle: the transport hands each read to ``data_received``) and the
+event loop's transport. Deadlines live in the node's ``heartbeat.Deadlines`` wheel; everything the connections
+of a node share (service, deadlines, limits) is one :class:`ClientContext`.
+
+Writes take no future. While the transport's buffer is empty (the kernel took every byte so far),
+``transport.write`` sends at once and nothing is counted. The transport's high-water mark is 0, so the write
+that leaves bytes behind calls ``pause_writing``: from then on, until ``resume_writing`` says the buffer drained,
+every write is counted with the byte offset at which it ends, and the writes whose end the transport has flushed
+are dropped from the count. With ``max_queue`` writes unsent the next one closes the connection (the message
+stays stored; the client fetches it by mid after reconnecting). The transport keeps bytes in write order, so
+messages and replies cannot overtake each other.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, ClassVar, cast
+
+from comet.channel import next_conn_id
+from comet.heartbeat import Deadlines
+from comet.message_codec import EncodedMessage
+from comet.protocol import REPLY_OK, Subscribe, SubscribeLimits
+from comet.service import CometService
+from comet.stat import CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_OVERFLOW
+
+log = logging.getLogger(__name__)
+
+
+def peer_name(address: Any) -> str:
+    """``host:port`` of a socket address (for logs)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+class ClientContext:
+    """What every client connection of a node shares: one object per node, referenced by each connection."""
+
+    __slots__ = ("service", "deadlines", "limits", "max_queue", "max_ws_frame", "sessions")
+
+    def __init__(self, service: CometService, deadlines: Deadlines[Any], limits: SubscribeLimits, *,
+                 max_queue: int, max_ws_frame: int) -> None:
+        self.service = service
+        self.deadlines = deadlines
+        self.limits = limits
+        self.max_queue = max_queue
+        self.max_ws_frame = max_ws_frame
+        self.sessions: set[ClientConnection] = set()  # every open connection, subscribed or not
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client: its transport, key, wire form and heartbeat; subclasses speak the transport's protocol."""
+
+    __slots__ = ("ctx", "transport", "conn_id", "key", "form", "subscribed", "heartbeat", "close_reason",
+                 "_unsent", "_written")
+    protocol: ClassVar[str] = "tcp"  # "tcp" or "ws", for counters
+    transport: asyncio.Transport
+
+    def __init__(self, ctx: ClientContext) -> None:
+        self.ctx = ctx
+        self.conn_id = next_conn_id()
+        self.key = ""
+        self.form = 0  # message_codec.FORM_*, set when subscribed
+        self.subscribed = False
+        self.heartbeat = 0
+        self.close_reason: str | None = None
+        self._unsent: deque[int] | None = None  # end offsets of unsent writes; None while nothing is buffered
+        self._written = 0  # bytes written since the buffer last became non-empty
+
+    @property
+    def peer(self) -> str:
+        """The client's address, looked up when a log line needs it."""
+        try:
+            return peer_name(self.transport.get_extra_info("peername"))
+        except (AttributeError, OSError, RuntimeError):
+            return "?"
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=0)  # pause_writing as soon as a byte stays unsent
+        self.ctx.sessions.add(self)
+        self.ctx.deadlines.first_packet(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        ctx = self.ctx
+        ctx.sessions.discard(self)
+        ctx.deadlines.cancel(self)
+        if self.close_reason is None:
+            self.close_reason = CLOSE_CLIENT
+        ctx.service.connection_closed(self, self.close_reason, self.subscribed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("key=%s conn=%d: closed (%s)", self.key, self.conn_id, self.close_reason)
+
+    def pause_writing(self) -> None:
+        self._written = self.transport.get_write_buffer_size()  # all of it is the write that just ran
+        self._unsent = deque((self._written,))
+
+    def resume_writing(self) -> None:
+        self._unsent = None
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def send(self, message: EncodedMessage) -> bool:
+        """Write a pushed message; False when the connection is closing or its queue overflowed."""
+        if self._unsent is None and self.close_reason is None:
+            self.transport.write(message.wire(self.form))
+            return True
+        return self.write(message.wire(self.form))
+
+    def write(self, data: bytes) -> bool:
+        """Write bytes, counting them while the transport has a backlog (see the module docstring)."""
+        if self.close_reason is not None:
+            return False
+        unsent = self._unsent
+        if unsent is None:
+            self.transport.write(data)
+            return True
+        flushed = self._written - self.transport.get_write_buffer_size()
+        while unsent and unsent[0] <= flushed:
+            unsent.popleft()
+        if len(unsent) >= self.ctx.max_queue:
+            log.warning("key=%s conn=%d peer=%s: %d writes queued, closing the slow connection",
+                        self.key, self.conn_id, self.peer, len(unsent))
+            self.close(CLOSE_OVERFLOW)
+            return False
+        self.transport.write(data)
+        self._written += len(data)
+        unsent.append(self._written)
+        return True
+
+    # -- subscribing and closing ---------------------------------------------------------------------------
+
+    def admit(self, subscribe: Subscribe, form: int, prefix: bytes = b"") -> bool:
+        """Have the service register the subscription; write ``prefix`` and the reply. True when subscribed."""
+        self.key = subscribe.key
+        self.form = form
+        reply = self.ctx.service.subscribe(self, subscribe)
+        if reply != REPLY_OK:
+            log.info("key=%s conn=%d peer=%s: subscribe refused with %r", self.key, self.conn_id, self.peer,
+                     reply.strip())
+            self.refuse(reply, prefix)
+            return False
+        self.subscribed = True
+        self.heartbeat = subscribe.heartbeat
+        self.write(prefix + self.reply_bytes(REPLY_OK))  # before any await: no message can overtake the +h
+        self.ctx.deadlines.heartbeat(self, subscribe.heartbeat)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("key=%s conn=%d peer=%s: subscribed, heartbeat=%d version=%r", self.key, self.conn_id,
+                      self.peer, subscribe.heartbeat, subscribe.version)
+        return True
+
+    def heartbeats(self, count: int) -> None:
+        """``count`` heartbeats arrived: answer each, move the deadline."""
+        ctx = self.ctx
+        self.write(self.reply_bytes(REPLY_OK) * count)
+        ctx.deadlines.heartbeat(self, self.heartbeat)
+        ctx.service.stats.heartbeats += count
+
+    def on_timeout(self) -> None:
+        """The deadline passed: no subscribe or heartbeat in time, or the peer did not finish closing."""
+        if self.close_reason is not None:
+            self.abort()
+        else:
+            self.close(CLOSE_HEARTBEAT if self.subscribed else CLOSE_FIRST_PACKET)
+
+    def close(self, reason: str) -> None:
+        """Start closing (once); the connection leaves the table in ``connection_lost``."""
+        if self.close_reason is None:
+            self.close_reason = reason
+            self.shut(reason)
+
+    def abort(self) -> None:
+        """Drop the connection now, without flushing or a closing handshake."""
+        self.transport.abort()
+
+    def reply_bytes(self, reply: bytes) -> bytes:
+        """A subscribe or heartbeat reply as the transport carries it."""
+        raise NotImplementedError
+
+    def refuse(self, reply: bytes, prefix: bytes = b"") -> None:
+        """Send a ``-x`` reply (after ``prefix``), then close."""
+        raise NotImplementedError
+
+    def shut(self, reason: str) -> None:
+        """Close the transport the way ``reason`` (already recorded) calls for."""
+        raise NotImplementedError

@@ -1,0 +1,495 @@
+"""ZooKeeper on the event loop: one kazoo session, ephemeral registrations that outlive a session loss, and
+watches that deliver whole snapshots.
+
+:Status: used by ``comet/cluster.py``, ``message/cluster.py`` and ``web/zk_view.py``.
+
+Threads. kazoo runs its connection and its callbacks (watch events, state listeners, results of ``*_async``
+calls) on threads of its own. Every one of them reaches the event loop through :meth:`ZkSession._from_kazoo`
+(``loop.call_soon_threadsafe``), the one place in the code base where another thread hands work to the loop;
+everything else here runs on the loop. The blocking kazoo calls (connecting, stopping) run in the loop's default
+executor; every other operation is a kazoo ``*_async`` call, which only queues the request, and its result comes
+back through the same crossing. Every wait is bounded: an operation by the session timeout, a start by its own.
+
+States, as kazoo reports them: ``connected``; ``suspended`` (the connection dropped, the session may still be
+alive on the server; kazoo reconnects by itself); ``lost`` (the server expired the session: its ephemeral znodes
+are gone; kazoo then opens a new session and the state goes back to ``connected``).
+
+:class:`Registration` keeps one ephemeral sequential znode ``<parent>/<token>_<10-digit sequence>`` alive: created
+with retries (backoff and jitter); a connection lost in the middle of a create is resolved by looking for the
+token, so a retry never leaves a second znode; re-created (with a new, higher sequence) after the session was
+lost or the znode was deleted, and ``on_lost(reason)`` is called first. :class:`Watch` delivers the children of a
+path with their data (``watch_children``) or two levels of them (``watch_tree``) as a plain dict, re-read and
+re-armed after every change and after every reconnection; an unchanged snapshot is only delivered again after a
+reconnection. While the session is suspended a watch keeps its last snapshot.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import posixpath
+import random
+import uuid
+from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss, KazooException, NoNodeError, SessionExpiredError
+from kazoo.retry import KazooRetry
+
+from thirdparty.rpc_client import backoff_delay
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONNECTED, SUSPENDED, LOST = "connected", "suspended", "lost"
+_KAZOO_STATES = {"CONNECTED": CONNECTED, "SUSPENDED": SUSPENDED, "LOST": LOST}
+SEQUENCE_DIGITS = 10   # ZooKeeper appends a 10-digit counter to a sequential znode's name
+TOKEN_SEPARATOR = "_"
+RETRY_BASE = 0.1       # seconds before the first retry of a failed registration or watch read
+RETRY_MAX = 2.0
+
+StateListener = Callable[[str], None]
+SnapshotCallback = Callable[[dict[str, Any]], "Awaitable[None] | None"]
+
+
+class ZkUnavailable(Exception):
+    """ZooKeeper could not be reached in time, or the session is closed."""
+
+
+# Failures that a retry after reconnecting can cure.
+RETRYABLE: tuple[type[BaseException], ...] = (ConnectionLoss, SessionExpiredError, ZkUnavailable)
+
+
+def sequence_of(child: str) -> int | None:
+    """The sequence number ZooKeeper appended to a sequential znode's name, or None for another name."""
+    digits = child[-SEQUENCE_DIGITS:]
+    if len(digits) == SEQUENCE_DIGITS and digits.isascii() and digits.isdigit():
+        return int(digits)
+    return None
+
+
+def by_sequence(children: Iterable[str]) -> list[str]:
+    """The sequential znode names among ``children``, lowest sequence first (other names are left out)."""
+    numbered = [(seq, child) for child in children if (seq := sequence_of(child)) is not None]
+    return [child for _seq, child in sorted(numbered)]
+
+
+def lowest_valid(children: Mapping[str, bytes], parse: Callable[[bytes], T], where: str = "") -> tuple[str, T] | None:
+    """The lowest-sequence child whose data ``parse`` accepts (a ValueError skips a child, logged), or None."""
+    for child in by_sequence(children):
+        try:
+            return child, parse(children[child])
+        except ValueError as exc:
+            log.warning("znode %s/%s: %s; ignored", where, child, exc)
+    return None
+
+
+class ZkSession:
+    """One ZooKeeper session for a node; start and use it on one event loop."""
+
+    def __init__(self, hosts: str, *, session_timeout: float, root: str = "/pushcluster",
+                 reconnect_max_delay: float = 1.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.hosts = hosts
+        self.root = root
+        self.session_timeout = session_timeout
+        self.state = LOST
+        self._sleep = sleep
+        self._jitter = jitter
+        self._kazoo = KazooClient(hosts=hosts, timeout=session_timeout, connection_retry=KazooRetry(
+            max_tries=-1, delay=0.05, backoff=2, max_delay=reconnect_max_delay))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected = asyncio.Event()
+        self._listeners: list[StateListener] = []
+        self._registrations: set[Registration] = set()
+        self._watches: set[Watch] = set()
+        self._closed = False
+
+    def path(self, *parts: str) -> str:
+        """``root/part/...``."""
+        return posixpath.join(self.root, *parts)
+
+    @property
+    def client_id(self) -> tuple[int, bytes] | None:
+        """(session id, password) while connected (the tests use it to expire the session)."""
+        client_id: tuple[int, bytes] | None = self._kazoo.client_id
+        return client_id
+
+    # -- life cycle ----------------------------------------------------------------------------------------
+
+    async def start(self, timeout: float | None = None) -> None:
+        """Connect (bounded by ``timeout``, default the session timeout) and make sure ``root`` exists."""
+        if self._loop is not None:
+            raise RuntimeError("ZkSession.start() called twice")
+        loop = self._loop = asyncio.get_running_loop()
+        timeout = self.session_timeout if timeout is None else timeout
+        deadline = loop.time() + timeout
+        self._kazoo.add_listener(self._kazoo_state)
+        try:
+            live = await loop.run_in_executor(None, self._connect_blocking, timeout)
+            if live:
+                await asyncio.wait_for(self._connected.wait(), max(0.1, deadline - loop.time()))
+        except TimeoutError:
+            live = False
+        if not live:
+            await self._shutdown_kazoo()
+            raise ZkUnavailable(f"ZooKeeper {self.hosts}: no session within {timeout:g}s")
+        try:
+            if await self._op(self._kazoo.exists_async, "/") is None:
+                raise ZkUnavailable(f"ZooKeeper {self.hosts}: the chroot does not exist; create it first")
+            await self.ensure_path(self.root)
+        except (KazooException, ZkUnavailable):
+            await self._shutdown_kazoo()
+            raise
+        log.info("zookeeper=%s root=%s: session 0x%x open", self.hosts, self.root, (self.client_id or (0,))[0])
+
+    async def stop(self) -> None:
+        """Deregister (delete this session's registered znodes), cancel the watches, close the session."""
+        if self._closed:
+            return
+        for registration in list(self._registrations):
+            await registration.cancel()
+        for watch in list(self._watches):
+            await watch.cancel()
+        self._closed = True
+        self._connected.clear()
+        if self._loop is not None:
+            await self._shutdown_kazoo()
+        log.info("zookeeper=%s: session closed", self.hosts)
+
+    def on_state(self, listener: StateListener) -> None:
+        """Call ``listener(state)`` on the loop at every change among CONNECTED, SUSPENDED, LOST."""
+        self._listeners.append(listener)
+
+    def _connect_blocking(self, timeout: float) -> bool:
+        """(executor) Connect; False when no session came within ``timeout``."""
+        self._kazoo.start_async().wait(timeout)
+        return bool(self._kazoo.connected)
+
+    async def _shutdown_kazoo(self) -> None:
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(None, self._close_blocking)
+
+    def _close_blocking(self) -> None:
+        """(executor) Stop kazoo's threads and close its sockets."""
+        self._kazoo.stop()
+        self._kazoo.close()
+
+    # -- the crossing from kazoo's threads -----------------------------------------------------------------
+
+    def _from_kazoo(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop; callable from any thread (this is the only crossing)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass  # the loop closed in the meantime: nothing waits for this any more
+
+    def _kazoo_state(self, kazoo_state: str) -> None:
+        """(kazoo's connection thread) A state listener must not block: hand the change over."""
+        self._from_kazoo(self._apply_state, _KAZOO_STATES.get(str(kazoo_state), LOST))
+
+    def _apply_state(self, state: str) -> None:
+        if self._closed or state == self.state:
+            return
+        previous, self.state = self.state, state
+        log.log(logging.INFO if state == CONNECTED else logging.WARNING, "zookeeper=%s: session %s -> %s",
+                self.hosts, previous, state)
+        if state == CONNECTED:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        for registration in list(self._registrations):
+            registration.session_state(state)
+        for watch in list(self._watches):
+            watch.session_state(state)
+        for listener in list(self._listeners):
+            try:
+                listener(state)
+            except Exception:  # noqa: BLE001 - one listener's bug must not stop the others
+                log.error("zookeeper=%s: state listener %r failed", self.hosts, listener, exc_info=True)
+
+    # -- operations ----------------------------------------------------------------------------------------
+
+    async def _op(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run the kazoo ``*_async`` ``method`` and await its result on the loop (bounded by the session timeout)."""
+        if self._closed or self._loop is None:
+            raise ZkUnavailable(f"ZooKeeper {self.hosts}: session closed")
+        future: asyncio.Future[Any] = self._loop.create_future()
+
+        def settle(result: Any) -> None:
+            if future.done():
+                return  # the caller gave up (timeout, cancel)
+            try:
+                future.set_result(result.get_nowait())
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller as is
+                future.set_exception(exc)
+
+        method(*args, **kwargs).rawlink(lambda result: self._from_kazoo(settle, result))
+        try:
+            return await asyncio.wait_for(future, self.session_timeout)
+        except TimeoutError:
+            raise ZkUnavailable(f"ZooKeeper {self.hosts}: {method.__name__} {args[:1]} got no answer in "
+                                f"{self.session_timeout:g}s") from None
+
+    async def ensure_path(self, path: str) -> None:
+        await self._op(self._kazoo.ensure_path_async, path)
+
+    async def get_children(self, path: str) -> list[str]:
+        children: list[str] = await self._op(self._kazoo.get_children_async, path)
+        return children
+
+    async def get_data(self, path: str) -> bytes:
+        data, _stat = await self._op(self._kazoo.get_async, path)
+        return bytes(data or b"")
+
+    async def delete(self, path: str) -> None:
+        await self._op(self._kazoo.delete_async, path)
+
+    async def register(self, parent: str, data: bytes, *, on_lost: Callable[[str], None] | None = None,
+                       on_registered: Callable[[str], None] | None = None,
+                       timeout: float | None = None) -> Registration:
+        """Create ``parent/<token>_<seq>`` (ephemeral) and keep it registered; wait for the first creation."""
+        registration = Registration(self, parent, data, on_lost=on_lost, on_registered=on_registered)
+        self._registrations.add(registration)
+        registration.start()
+        try:
+            await asyncio.wait_for(registration.first.wait(), self.session_timeout if timeout is None else timeout)
+        except TimeoutError:
+            await registration.cancel()
+            raise ZkUnavailable(f"ZooKeeper {self.hosts}: could not register under {parent}") from None
+        return registration
+
+    def watch_children(self, path: str, callback: Callable[[dict[str, bytes]], Awaitable[None] | None]) -> Watch:
+        """Deliver ``{child: data}`` of ``path`` to ``callback`` (on the loop) now and after every change."""
+        return self._watch(path, 1, callback)
+
+    def watch_tree(self, path: str,
+                   callback: Callable[[dict[str, dict[str, bytes]]], Awaitable[None] | None]) -> Watch:
+        """Deliver ``{child: {grandchild: data}}`` of ``path`` to ``callback`` now and after every change."""
+        return self._watch(path, 2, callback)
+
+    def _watch(self, path: str, depth: int, callback: SnapshotCallback) -> Watch:
+        if self._closed or self._loop is None:
+            raise ZkUnavailable(f"ZooKeeper {self.hosts}: session closed")
+        watch = Watch(self, path, depth, callback)
+        self._watches.add(watch)
+        watch.start()
+        return watch
+
+    async def _retry_pause(self, failures: int, what: str, exc: BaseException) -> None:
+        delay = backoff_delay(failures, base=RETRY_BASE, maximum=RETRY_MAX, jitter=self._jitter())
+        log.warning("znode %s: %s (%s); retry %d in %.2fs", what, type(exc).__name__, exc, failures, delay)
+        await self._sleep(delay)
+
+
+def _call_safely(callback: Callable[[str], None] | None, arg: str, what: str) -> None:
+    if callback is None:
+        return
+    try:
+        callback(arg)
+    except Exception:  # noqa: BLE001 - the owner's bug is logged, the registration carries on
+        log.error("znode %s: callback %r failed", what, callback, exc_info=True)
+
+
+class Registration:
+    """One ephemeral sequential znode kept registered for as long as the session object lives."""
+
+    def __init__(self, session: ZkSession, parent: str, data: bytes, *,
+                 on_lost: Callable[[str], None] | None, on_registered: Callable[[str], None] | None) -> None:
+        self.parent = parent
+        self.data = data
+        self.token = uuid.uuid4().hex[:16]
+        self.path: str | None = None
+        self.first = asyncio.Event()   # set once the znode was created the first time
+        self._session = session
+        self._on_lost = on_lost
+        self._on_registered = on_registered
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._cancelled = False
+
+    @property
+    def child(self) -> str | None:
+        """The znode's name under ``parent`` while registered, else None."""
+        return posixpath.basename(self.path) if self.path else None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._keep_registered(), name=f"zk-register {self.parent}")
+
+    async def cancel(self) -> None:
+        """Stop keeping it and delete the znode (best effort: it goes with the session anyway)."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._session._registrations.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        path, self.path = self.path, None
+        if path is None or self._session.state != CONNECTED:
+            return
+        try:
+            await self._session.delete(path)
+            log.info("znode %s: deregistered", path)
+        except NoNodeError:
+            pass
+        except RETRYABLE as exc:
+            log.warning("znode %s: not deleted (%s); it vanishes with the session", path, exc)
+
+    def session_state(self, state: str) -> None:
+        if state == LOST:
+            self._lose("session lost")
+        self._wake.set()
+
+    def _on_event(self, _event: Any) -> None:
+        """(kazoo thread) The own znode changed, vanished, or the connection dropped: re-check on the loop."""
+        self._session._from_kazoo(self._wake.set)
+
+    def _lose(self, reason: str) -> None:
+        if self.path is None:
+            return
+        path, self.path = self.path, None
+        log.warning("znode %s: lost (%s)", path, reason)
+        _call_safely(self._on_lost, reason, path)
+
+    async def _keep_registered(self) -> None:
+        session, failures = self._session, 0
+        while not self._cancelled:
+            await session._connected.wait()
+            self._wake.clear()
+            try:
+                if self.path is None:
+                    self.path = await self._find_or_create()
+                    log.info("znode %s: registered", self.path)
+                    self.first.set()
+                    _call_safely(self._on_registered, posixpath.basename(self.path), self.path)
+                stat = await session._op(session._kazoo.exists_async, self.path, watch=self._on_event)
+            except RETRYABLE as exc:
+                failures += 1
+                await session._retry_pause(failures, f"{self.parent}/{self.token}{TOKEN_SEPARATOR}*", exc)
+                continue
+            failures = 0
+            if stat is None:
+                self._lose("znode deleted")
+                continue
+            await self._wake.wait()
+
+    async def _find_or_create(self) -> str:
+        """The znode carrying this registration's token (one an interrupted create left), or a new one."""
+        session, prefix = self._session, self.token + TOKEN_SEPARATOR
+        try:
+            children = await session.get_children(self.parent)
+        except NoNodeError:
+            children = []
+        mine = by_sequence(child for child in children if child.startswith(prefix))
+        for extra in mine[1:]:
+            try:
+                await session.delete(posixpath.join(self.parent, extra))
+            except NoNodeError:
+                pass
+        if mine:
+            return posixpath.join(self.parent, mine[0])
+        created: str = await session._op(session._kazoo.create_async, posixpath.join(self.parent, prefix),
+                                         self.data, ephemeral=True, sequence=True, makepath=True)
+        return created
+
+
+class Watch:
+    """Children (depth 1) or children and grandchildren (depth 2) of a path with their data, kept current."""
+
+    def __init__(self, session: ZkSession, path: str, depth: int, callback: SnapshotCallback) -> None:
+        self.path = path
+        self.synced = asyncio.Event()   # set after the first delivery
+        self._session = session
+        self._depth = depth
+        self._callback = callback
+        self._last: dict[str, Any] | None = None
+        self._force = True
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._cancelled = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._keep_watching(), name=f"zk-watch {self.path}")
+
+    async def wait_synced(self, timeout: float) -> None:
+        """Wait for the first snapshot to be delivered; ZkUnavailable after ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self.synced.wait(), timeout)
+        except TimeoutError:
+            raise ZkUnavailable(f"znode {self.path}: no snapshot within {timeout:g}s") from None
+
+    async def cancel(self) -> None:
+        self._cancelled = True
+        self._session._watches.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def session_state(self, state: str) -> None:
+        if state == CONNECTED:
+            self._force = True  # watches were dropped with the connection: re-read, and tell the owner
+        self._wake.set()
+
+    def _on_event(self, _event: Any) -> None:
+        """(kazoo thread) Something under the path changed: re-read on the loop."""
+        self._session._from_kazoo(self._wake.set)
+
+    async def _keep_watching(self) -> None:
+        session, failures = self._session, 0
+        while not self._cancelled:
+            await session._connected.wait()
+            self._wake.clear()
+            try:
+                snapshot = await self._read(self.path, self._depth)
+            except NoNodeError:
+                snapshot = None
+            except RETRYABLE as exc:
+                failures += 1
+                await session._retry_pause(failures, self.path, exc)
+                continue
+            if snapshot is None:  # the watched path itself is missing: create it and read again
+                try:
+                    await session.ensure_path(self.path)
+                except RETRYABLE as exc:
+                    failures += 1
+                    await session._retry_pause(failures, self.path, exc)
+                continue
+            failures = 0
+            if self._force or snapshot != self._last:
+                self._force, self._last = False, snapshot
+                await self._deliver(snapshot)
+                self.synced.set()
+            await self._wake.wait()
+
+    async def _read(self, path: str, depth: int) -> dict[str, Any]:
+        session = self._session
+        children: list[str] = await session._op(session._kazoo.get_children_async, path, watch=self._on_event)
+        reads = [self._read(posixpath.join(path, child), depth - 1) if depth > 1
+                 else self._read_data(posixpath.join(path, child)) for child in children]
+        results = await asyncio.gather(*reads, return_exceptions=True)
+        snapshot: dict[str, Any] = {}
+        for child, result in zip(children, results):
+            if isinstance(result, NoNodeError):
+                continue  # gone between the listing and the read; the listing's watch fires for it
+            if isinstance(result, BaseException):
+                raise result
+            snapshot[child] = result
+        return snapshot
+
+    async def _read_data(self, path: str) -> bytes:
+        session = self._session
+        data, _stat = await session._op(session._kazoo.get_async, path, watch=self._on_event)
+        return bytes(data or b"")
+
+    async def _deliver(self, snapshot: dict[str, Any]) -> None:
+        try:
+            result = self._callback(snapshot)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: BLE001 - the owner's bug is logged, the watch carries on
+            log.error("znode %s: watch callback failed", self.path, exc_info=True)
