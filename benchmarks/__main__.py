@@ -13,7 +13,7 @@ import time
 from types import ModuleType
 
 from benchmarks import codec, connections, fanout, mprivate, msgget, push, serverget
-from benchmarks.harness import ForeignLoad
+from benchmarks.machine import ForeignLoad, wait_quiet
 from benchmarks.report import Report, Row, table
 
 SCENARIOS: dict[str, ModuleType] = {module.NAME: module for module in
@@ -23,13 +23,18 @@ BUSY_WARNING = 15.0  # % of a core used by other processes during a scenario: it
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run of everything (< 2 minutes)")
     parser.add_argument("--only", type=lambda s: s.split(","), default=list(SCENARIOS),
                         help="whole suite: run only these scenarios (comma-separated)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each scenario, wait up to this long for other processes to leave the CPU idle")
+    parser.add_argument("--retry-busy", type=int, default=0, metavar="N",
+                        help="run a scenario again, up to N times, when other processes used the CPU meanwhile")
     commands = parser.add_subparsers(dest="scenario", metavar="SCENARIO")
     for name, module in SCENARIOS.items():
-        sub = commands.add_parser(name, help=module.__doc__.split("\n")[0], description=module.__doc__)
+        sub = commands.add_parser(name, help=(module.__doc__ or "").split("\n")[0], description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("--quick", action="store_true", help="the smoke-run parameters (flags given win)")
         module.add_arguments(sub)
     return parser
@@ -43,24 +48,32 @@ def scenario_args(parser: argparse.ArgumentParser, name: str, argv: list[str], q
         for key, value in SCENARIOS[name].QUICK.items():
             if key not in given:
                 setattr(args, key, value)
-    for key in ("scenario", "only", "quick"):
+    for key in ("scenario", "only", "quick", "wait_quiet", "retry_busy"):
         if hasattr(args, key):
             delattr(args, key)
     return args
 
 
-def run_one(name: str, args: argparse.Namespace) -> Report | None:
-    started = time.monotonic()
-    log.info("scenario %s: %s", name, vars(args))
-    foreign = ForeignLoad()
-    try:
-        report: Report = SCENARIOS[name].run(args)
-    except KeyboardInterrupt:
-        raise
-    except Exception:  # noqa: BLE001 - one broken scenario must not stop the suite; it is reported
-        log.error("scenario %s failed", name, exc_info=True)
-        return None
-    busy = foreign.percent()
+def run_one(name: str, args: argparse.Namespace, wait_quiet_s: float = 0.0, retries: int = 0) -> Report | None:
+    """Run one scenario (again, up to ``retries`` times, while other work disturbed it); print and save it."""
+    for attempt in range(retries + 1):
+        if wait_quiet_s > 0:
+            idle = wait_quiet(wait_quiet_s, BUSY_WARNING)
+            log.info("before %s: other processes use %.0f%% of a core", name, idle)
+        started = time.monotonic()
+        log.info("scenario %s: %s", name, vars(args))
+        foreign = ForeignLoad()
+        try:
+            report: Report = SCENARIOS[name].run(args)
+        except KeyboardInterrupt:
+            raise
+        except Exception:  # noqa: BLE001 - one broken scenario must not stop the suite; it is reported
+            log.error("scenario %s failed", name, exc_info=True)
+            return None
+        busy = foreign.percent()
+        if busy <= BUSY_WARNING or attempt == retries:
+            break
+        log.warning("scenario %s: other work used %.0f%% of a core meanwhile, running it again", name, busy)
     report.info("machine: CPU used outside the benchmark's processes", busy, "% core")
     if busy > BUSY_WARNING:
         report.note(f"the machine spent {busy:.0f}% of a core on other work during this scenario: its figures are "
@@ -86,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         for name in names:
-            report = run_one(name, scenario_args(parser, name, rest, top.quick))
+            report = run_one(name, scenario_args(parser, name, rest, top.quick), top.wait_quiet, top.retry_busy)
             if report is None:
                 broken.append(name)
             else:

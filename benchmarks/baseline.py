@@ -26,6 +26,8 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpserver import TCPServer
 from tornado.websocket import WebSocketHandler
 
+from thirdparty.runtime import loop_factory
+
 REPLY_OK = b"+h\r\n"
 SUBSCRIBERS: defaultdict[str, set[Any]] = defaultdict(set)  # key -> IOStreams and WebSocketHandlers
 _mid = 0
@@ -133,17 +135,12 @@ async def serve(tcp: int, ws: int, http: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--tcp", type=int, required=True)
     parser.add_argument("--ws", type=int, required=True)
     parser.add_argument("--http", type=int, required=True)
     args = parser.parse_args()
-    try:
-        import uvloop
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:  # the roles' event loop (uvloop)
         runner.run(serve(args.tcp, args.ws, args.http))
 
 

@@ -78,7 +78,7 @@ def wait_received(pool: WorkerPool, expected: int, timeout: float) -> dict[str, 
 
 
 def http_load(pool: WorkerPool, host: str, port: int, spec: dict[str, Any], conns: int, warmup: float,
-              duration: float, rate: float = 0.0, desc: str = "") -> dict[str, Any]:
+              duration: float, rate: float = 0.0, desc: str = "", client: str = "raw") -> dict[str, Any]:
     """Closed-loop (``rate`` 0) or open-loop HTTP load from every worker; merged counts and samples.
 
     ``conns`` and ``rate`` are totals, divided over the workers; every worker cycles through all of ``spec``'s
@@ -88,7 +88,7 @@ def http_load(pool: WorkerPool, host: str, port: int, spec: dict[str, Any], conn
     keys = len(spec.get("keys") or [""])
     commands: list[dict[str, Any] | None] = [
         {"op": "http", "host": host, "port": port, "spec": {**spec, "offset": index * keys // pool.size},
-         "conns": per_conns, "rate": rate / pool.size, "warmup": warmup, "duration": duration}
+         "conns": per_conns, "rate": rate / pool.size, "warmup": warmup, "duration": duration, "client": client}
         for index in range(pool.size)]
     results = pool.call(commands, warmup + duration + 60, desc=desc, seconds=warmup + duration)
     merged: dict[str, Any] = {name: sum(r[name] for r in results)
@@ -98,4 +98,5 @@ def http_load(pool: WorkerPool, host: str, port: int, spec: dict[str, Any], conn
     merged["rate"] = merged["done"] / duration
     merged["keys_rate"] = merged["keys_ok"] / duration
     merged["client_cpu"] = [round(100 * r["cpu_seconds"] / duration, 1) for r in results]
+    merged["client_us_per_request"] = 1e6 * sum(r["cpu_seconds"] for r in results) / max(1, merged["done"])
     return merged

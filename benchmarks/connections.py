@@ -49,8 +49,7 @@ def _server(cluster: Cluster, run: str) -> tuple[Proc, dict[str, int], int]:
     if run.startswith("bare"):
         proc, ports = cluster.baseline()
         return proc, ports, 0
-    limits = {"first_packet_timeout": 30.0, "max_conns_per_key": 64}
-    proc, addrs = cluster.comet(free_port(), limits)
+    proc, addrs = cluster.comet(free_port())  # default limits: every connection subscribes its own key
     return proc, {"tcp": addrs.tcp, "ws": addrs.ws}, addrs.stat
 
 
@@ -63,6 +62,7 @@ def one_run(pool: WorkerPool, run: str, args: argparse.Namespace) -> dict[str, A
         pool.broadcast({"op": "close"})
         time.sleep(args.settle)
         rss0 = proc.rss_kb()
+        clients0 = _clients_rss(pool)
         held, opening_seconds, failed = 0, 0.0, 0
         errors: dict[str, int] = {}
         cpu_server, cpu_clients = [], []
@@ -71,8 +71,8 @@ def one_run(pool: WorkerPool, run: str, args: argparse.Namespace) -> dict[str, A
             meter = CpuMeter({"server": proc.pid, **{f"client{i}": pid for i, pid in enumerate(pool.pids())}})
             opened = open_subscribers(pool, targets, keys, args.concurrency, f"{run}: open to {step:,}")
             usage = meter.percent()
-            cpu_server.append(usage.pop("server"))
-            cpu_clients.append(max(usage.values()))
+            cpu_server.append(usage["server"])
+            cpu_clients.append(max(value for name, value in usage.items() if name.startswith("client")))
             opening_seconds += opened["seconds"]
             failed += opened["failed"]
             for text, count in opened["errors"].items():
@@ -86,6 +86,7 @@ def one_run(pool: WorkerPool, run: str, args: argparse.Namespace) -> dict[str, A
                 server_held = conns["tcp"] + conns["ws"]
             rss = proc.rss_kb()
             points.append({"step": step, "held": held, "server_held": server_held, "rss_kb": rss,
+                           "client_kib_per_conn": (_clients_rss(pool) - clients0) / max(1, held),
                            "kib_per_conn": (rss - rss0) / max(1, held), "accept_rate": opened["rate"],
                            "handshake_ms_p50": opened["handshake_ms_p50"],
                            "handshake_ms_p99": opened["handshake_ms_p99"], "handshake_ms_max": opened["handshake_ms_max"]})
@@ -94,6 +95,16 @@ def one_run(pool: WorkerPool, run: str, args: argparse.Namespace) -> dict[str, A
     return {"run": run, "rss0_kb": rss0, "points": points, "failed": failed, "errors": errors,
             "accept_rate": (total - failed) / max(1e-9, opening_seconds), "cpu_server": cpu_server,
             "cpu_client_max": cpu_clients, "slope_kib": _slope(points)}
+
+
+def _clients_rss(pool: WorkerPool) -> int:
+    """VmRSS of all load-generator processes together, KiB."""
+    total = 0
+    for pid in pool.pids():
+        for line in open(f"/proc/{pid}/status").read().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 def _slope(points: list[dict[str, Any]]) -> float:
@@ -122,6 +133,7 @@ def run(args: argparse.Namespace) -> Report:
         report.check("idle connections held, TCP+WS mixed", last["held"], "conns", ">=", min(top, TARGET_HELD))
         report.info("  held according to the comet's /stat", last["server_held"], "conns")
         report.info("memory per idle connection, mixed", per_conn["mixed"], "KiB")
+        report.info("  load generator's memory per connection, mixed", last["client_kib_per_conn"], "KiB")
         report.check("accept rate, mixed (subscribe handshakes)", results["mixed"]["accept_rate"], "/s", ">=",
                      TARGET_ACCEPT)
     for proto in ("tcp", "ws"):

@@ -6,21 +6,27 @@ The comet runs with ``[limits] max_conns_per_key`` = the connection count, a mes
 made from this process; the message carries ``"t"`` = ``time.monotonic_ns()`` taken just before the call, and
 each subscriber notes when it received it (one clock for every process). Deliveries per second =
 connections / (last receipt - t); the figure is the median over ``--pushes`` pushes. The bare baseline does
-the same writes from a tornado HTTP handler (``POST /push``) with no RPC, no mid and no bookkeeping.
+the same writes from a tornado HTTP handler (``POST /push``) with no RPC, no mid and no bookkeeping. The floor
+(``benchmarks.sendfloor``) is a plain loop of ``send()`` over as many loopback sockets, with no event loop and
+nobody reading: on loopback each send also runs the receiving half of the kernel's TCP stack, so no process
+writing once per connection gets past it.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import http.client
+import json
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Awaitable, Callable
 
 from comet.client import CometClient
 from benchmarks.common import client_status, open_subscribers, wait_received
 from benchmarks.fleet import Target
-from benchmarks.harness import Cluster, CpuMeter
+from benchmarks.harness import REPO, Cluster, CpuMeter, die_with_parent
 from benchmarks.loadgen import WorkerPool
 from benchmarks.report import Report, latency_summary, plot_cdf
 
@@ -38,9 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--concurrency", type=int, default=64, help="in-flight handshakes per worker")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the bare tornado run")
+    parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip the kernel send() floor")
 
 
 Push = Callable[[bytes], Awaitable[Any]]
+
+
+def send_floor(conns: int) -> dict[str, Any]:
+    """Run ``benchmarks.sendfloor`` (its own processes, nothing else running): the best sends/s of a plain loop."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.sendfloor", str(conns)], cwd=REPO, capture_output=True,
+                          timeout=180, check=True, preexec_fn=die_with_parent)
+    floor: dict[str, Any] = json.loads(done.stdout)
+    return floor
 
 
 async def measure(pool: WorkerPool, conns: int, pushes: int, push: Push) -> dict[str, Any]:
@@ -107,12 +122,15 @@ def run_baseline(pool: WorkerPool, args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"bare: only {opened['opened']} of {args.conns} subscribed: {opened['errors']}")
         connection = http.client.HTTPConnection("127.0.0.1", ports["http"], timeout=30)
 
-        async def push(body: bytes) -> None:
-            connection.request("POST", f"/push?key={KEY}", body=body)
-            connection.getresponse().read()
+        def post(path: str) -> Push:
+            async def push(body: bytes) -> None:
+                connection.request("POST", path, body=body)
+                connection.getresponse().read()
+            return push
+
 
         try:
-            result = asyncio.run(measure(pool, args.conns, args.pushes, push))
+            result = asyncio.run(measure(pool, args.conns, args.pushes, post(f"/push?key={KEY}")))
         finally:
             connection.close()
         pool.broadcast({"op": "close"}, timeout=60)
@@ -138,8 +156,14 @@ def run(args: argparse.Namespace) -> Report:
     if bare is not None:
         report.data["bare"] = {k: v for k, v in bare.items() if k != "samples"} | {
             "latency_ms": latency_summary(bare["samples"])}
-        report.info("bare tornado fan-out", bare["rate"], "deliveries/s")
-        report.info("  ratio pushcluster/bare", ours["rate"] / bare["rate"], "x")
+        report.info("bare tornado fan-out (IOStream.write / write_message)", bare["rate"], "deliveries/s")
+        report.info("  ratio pushcluster/bare tornado", ours["rate"] / bare["rate"], "x")
         series["bare tornado"] = bare["samples"]
+    if args.floor:
+        floor = send_floor(args.conns)
+        report.data["floor"] = floor
+        report.info(f"kernel floor: plain send() loop over {args.conns:,} loopback sockets", floor["sends_per_s"],
+                    "sends/s")
+        report.info("  ratio pushcluster/floor", ours["rate"] / floor["sends_per_s"], "x")
     plot_cdf(report, "latency", f"Fan-out: time from push call to receipt, {args.conns:,} connections", series)
     return report

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the bare tornado run")
 
 
-QUICK = {"duration": 3.0, "warmup": 0.5}
+QUICK = {"duration": 2.0, "warmup": 0.5}
 
 
 def fetch(port: int, path: str) -> dict[str, Any]:
@@ -40,10 +40,11 @@ def reply_size(port: int, path: str) -> int:
 
 
 def load(pool: WorkerPool, port: int, path: str, keys: list[str], procs: list[Proc], args: argparse.Namespace,
-         desc: str) -> dict[str, Any]:
+         desc: str, client: str = "raw") -> dict[str, Any]:
     spec = {"method": "GET", "path": path, "keys": keys}
     meter = CpuMeter({p.name: p.pid for p in procs})
-    result = http_load(pool, "127.0.0.1", port, spec, args.conns, args.warmup, args.duration, desc=desc)
+    result = http_load(pool, "127.0.0.1", port, spec, args.conns, args.warmup, args.duration, desc=desc,
+                       client=client)
     result["cpu"] = meter.percent()
     result["samples"] = result.pop("latency_ns")
     result["latency"] = latency_summary(result["samples"])
@@ -51,11 +52,17 @@ def load(pool: WorkerPool, port: int, path: str, keys: list[str], procs: list[Pr
     return result
 
 
-def baseline(pool: WorkerPool, size: int, args: argparse.Namespace, desc: str) -> dict[str, Any]:
+def baseline(pool: WorkerPool, size: int, args: argparse.Namespace, desc: str,
+             with_httpx: bool = False) -> dict[str, Any]:
+    """The bare handler with the raw client; with ``with_httpx``, also driven by httpx (under ``"httpx"``)."""
+    path, keys = f"/fixed?n={size}&k={{key}}", [str(i) for i in range(args.keys)]
     with Cluster() as cluster:
         proc, ports = cluster.baseline()
-        return load(pool, ports["http"], f"/fixed?n={size}&k={{key}}", [str(i) for i in range(args.keys)], [proc],
-                    args, desc)
+        result = load(pool, ports["http"], path, keys, [proc], args, desc)
+        if with_httpx:
+            result["httpx"] = load(pool, ports["http"], path, keys, [proc], args, desc + " via httpx", "httpx")
+            del result["httpx"]["samples"]
+        return result
 
 
 def report_rows(report: Report, what: str, ours: dict[str, Any], bare: dict[str, Any] | None, target: float,
@@ -73,5 +80,11 @@ def report_rows(report: Report, what: str, ours: dict[str, Any], bare: dict[str,
         report.info("  bare tornado: busiest load-generator process", max(bare["client_cpu"]), "% core")
         report.info("  ratio pushcluster/bare", ours["rate"] / bare["rate"], "x")
         series["bare tornado"] = bare.pop("samples")
+        if "httpx" in bare:
+            report.info("load-generator CPU per request, raw asyncio client", bare["client_us_per_request"], "us")
+            report.info("load-generator CPU per request, httpx.AsyncClient", bare["httpx"]["client_us_per_request"],
+                        "us")
+            report.info("  bare tornado handler driven by httpx instead", bare["httpx"]["rate"], "requests/s")
+            report.info("  busiest httpx load-generator process", max(bare["httpx"]["client_cpu"]), "% core")
     plot_cdf(report, "latency", f"{what}: request latency, closed loop, {args.conns} connections", series)
     report.data["results"] = {"pushcluster": ours, "bare tornado": bare}

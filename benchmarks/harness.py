@@ -94,6 +94,12 @@ def toml(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def busy_ticks() -> int:
+    """Non-idle CPU ticks of the whole machine so far (/proc/stat: everything but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (from /proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -246,45 +252,19 @@ class Cluster:
 
 
 class CpuMeter:
-    """CPU use of some processes (name -> pid) over a window, as a percentage of one core."""
+    """CPU use of some processes (name -> pid) over a window, as a percentage of one core; plus ``machine``:
+    the whole machine's busy CPU over the same window (200% = both cores of this box saturated)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self._start = time.monotonic()
         self._cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self._busy = busy_ticks()
 
     def percent(self) -> dict[str, float]:
         elapsed = max(1e-6, time.monotonic() - self._start)
-        return {name: round(100.0 * (cpu_seconds(pid) - self._cpu[name]) / elapsed, 1)
-                for name, pid in self.pids.items()}
+        usage = {name: round(100.0 * (cpu_seconds(pid) - self._cpu[name]) / elapsed, 1)
+                 for name, pid in self.pids.items()}
+        usage["whole machine (2 cores = 200%)"] = round(100.0 * (busy_ticks() - self._busy) / CLK_TCK / elapsed, 1)
+        return usage
 
-
-def _busy_ticks() -> int:
-    """Non-idle CPU ticks of the whole machine so far (/proc/stat: everything but idle and iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4]
-
-
-def _own_ticks() -> int:
-    """CPU ticks of this process plus its waited-for children (servers and workers, once they have exited)."""
-    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-
-
-class ForeignLoad:
-    """CPU the machine spent outside this benchmark's processes during a scenario, in % of one core.
-
-    This machine may be shared (other test runs, builds): every figure of a scenario that ran while something
-    else used the CPU is low. Read it after every child has exited, so their CPU is in cutime/cstime.
-    Unattributed kernel work (softirq for loopback traffic) counts as foreign too, so a few % is normal.
-    """
-
-    def __init__(self) -> None:
-        self._start = time.monotonic()
-        self._busy = _busy_ticks()
-        self._own = _own_ticks()
-
-    def percent(self) -> float:
-        elapsed = max(1e-6, time.monotonic() - self._start)
-        foreign = (_busy_ticks() - self._busy) - (_own_ticks() - self._own)
-        return round(100.0 * max(0, foreign) / CLK_TCK / elapsed, 1)

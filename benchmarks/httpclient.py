@@ -228,3 +228,38 @@ async def open_loop(spec: dict[str, Any], host: str, port: int, conns: int, rate
     await asyncio.gather(*senders, return_exceptions=True)
     _close(pool)
     return run.result(duration, cpu, unfinished=total - sent + sum(1 for c in pool if c.waiter is not None))
+
+
+async def httpx_closed_loop(spec: dict[str, Any], host: str, port: int, conns: int, warmup: float,
+                            duration: float) -> dict[str, Any]:
+    """The same closed loop through ``httpx.AsyncClient`` (GET specs only), to compare the clients' cost."""
+    import httpx
+
+    maker = RequestMaker(spec, host, port)
+    start = time.monotonic_ns()
+    window = (start + int(warmup * 1e9), start + int((warmup + duration) * 1e9))
+    run = LoadRun(maker, *window)
+    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
+    cpu0 = 0.0
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", limits=limits, timeout=30.0) as client:
+
+        async def loop_one() -> None:
+            while time.monotonic_ns() < window[1]:
+                maker.seq += 1
+                key = maker.keys[(maker.offset + maker.seq) % len(maker.keys)]
+                stamp = time.monotonic_ns()
+                reply = await client.get(maker.path.format(key=key, expire=maker.expire))
+                now = time.monotonic_ns()
+                ok = maker.succeeded(reply.status_code, reply.content)
+                if window[0] <= now <= window[1]:
+                    run.done += 1
+                    run.errors += 0 if ok else 1
+                    run.latency_ns.append(now - stamp)
+
+        async def cpu_mark() -> None:
+            nonlocal cpu0
+            await asyncio.sleep(warmup)
+            cpu0 = time.process_time()
+
+        await asyncio.gather(cpu_mark(), *(loop_one() for _ in range(conns)))
+    return run.result(duration, time.process_time() - cpu0)

@@ -13,7 +13,7 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, Iterator, Sequence, TypeVar
 
-import tqdm
+import tqdm  # type: ignore[import-untyped]
 
 from benchmarks import worker
 

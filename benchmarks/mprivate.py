@@ -20,7 +20,7 @@ from benchmarks.report import Report, latency_summary, plot_cdf
 
 NAME = "mprivate"
 TARGET_KEYS = 30_000.0
-QUICK = {"keys": 500, "duration": 3.0, "warmup": 1.0}
+QUICK = {"keys": 500, "duration": 2.0, "warmup": 0.5}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,16 +8,13 @@ every row, the scenario's parameters, its raw series and a description of the ma
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
-import subprocess
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.harness import REPO, RESULTS
+from benchmarks.harness import RESULTS
+from benchmarks.machine import machine
 
 
 @dataclass
@@ -50,21 +47,6 @@ def percentile(samples: Sequence[float], q: float) -> float:
         return float("nan")
     ordered = sorted(samples)
     return float(ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))])
-
-
-def machine() -> dict[str, Any]:
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal:"))
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                timeout=5).stdout.strip()
-    except OSError:
-        commit = ""
-    return {"cores": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem_kb / 2**20, 1),
-            "python": platform.python_version(), "kernel": platform.release(), "commit": commit,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
 
 class Report:

@@ -1,7 +1,8 @@
 """Scenario ``serverget``: ``GET /1/server/get?k=K&p=1`` against one web process, and the bare tornado handler.
 
 The web process runs alone (the answer comes from its static comet list and the ketama ring; no RPC). Keys
-are taken round-robin from ``--keys`` distinct keys; every reply must carry ret 0.
+are taken round-robin from ``--keys`` distinct keys; every reply must carry ret 0. The bare handler is also
+driven through ``httpx.AsyncClient``, to show what the load generator's own client costs per request.
 """
 from __future__ import annotations
 
@@ -31,6 +32,6 @@ def run(args: argparse.Namespace) -> Report:
                 raise RuntimeError(f"/1/server/get answered {sample}")
             size = getbench.reply_size(public, PATH.format(key=keys[0]))
             ours = getbench.load(pool, public, PATH, keys, [web], args, "serverget")
-        bare = getbench.baseline(pool, size, args, "serverget (bare)") if args.baseline else None
+        bare = getbench.baseline(pool, size, args, "serverget (bare)", with_httpx=True) if args.baseline else None
     getbench.report_rows(report, "/1/server/get, one web process", ours, bare, TARGET, args)
     return report

@@ -127,7 +127,7 @@ class TcpSubscriber(Subscriber):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
-        transport.write(self.buf)
+        self.transport.write(self.buf)
         self.buf = b""
 
     def heartbeat(self) -> None:
@@ -179,7 +179,7 @@ class WsSubscriber(Subscriber):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
-        transport.write(self.request)
+        self.transport.write(self.request)
         self.request = b""
 
     def heartbeat(self) -> None:

@@ -16,8 +16,10 @@ from typing import Any
 
 from benchmarks.fleet import Fleet
 from benchmarks.harness import die_with_parent, raise_nofile
-from benchmarks.httpclient import closed_loop, open_loop
+from benchmarks.httpclient import closed_loop, httpx_closed_loop, open_loop
+from benchmarks.rpcload import rpc_closed_loop
 from benchmarks.subclient import RECORDER
+from thirdparty.runtime import loop_factory
 
 
 class Worker:
@@ -84,6 +86,12 @@ class Worker:
             return {"held": await self.fleet.close_all()}
         if op == "http":
             host, port = command["host"], command["port"]
+            if command.get("client") == "rpc":
+                return await rpc_closed_loop(f"{host}:{port}", command["spec"], command["conns"], command["warmup"],
+                                             command["duration"])
+            if command.get("client") == "httpx":
+                return await httpx_closed_loop(command["spec"], host, port, command["conns"], command["warmup"],
+                                               command["duration"])
             if command.get("rate"):
                 return await open_loop(command["spec"], host, port, command["conns"], command["rate"],
                                        command["warmup"], command["duration"])
@@ -97,10 +105,5 @@ def main(pipe: Connection, index: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(signal.SIGKILL)
     raise_nofile()
-    try:
-        import uvloop
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:  # uvloop, as the roles
         runner.run(Worker(pipe, index).serve())

@@ -33,7 +33,7 @@ from comet.stat import (
 )
 from comet.ws_frames import (
     CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, DATA_OPCODES, OP_CLOSE, OP_PING, FrameError, FrameParser,
-    close_code, close_frame, pong_frame, text_frame,
+    close_frame, close_reply, pong_frame, text_frame,
 )
 from comet.ws_handshake import HandshakeError, RequestHeadParser, UpgradeRequest, parse_upgrade
 
@@ -126,7 +126,7 @@ class WsConnection(ClientConnection):
         """The peer's close frame: the answer to ours, or its own close, which we echo (RFC 6455 5.5.1)."""
         if self.close_reason is None:
             self.close_reason = CLOSE_CLIENT
-            self.transport.write(close_frame(close_code(payload)))
+            self.transport.write(close_reply(payload))
         self._frames = None
         self.transport.close()
 

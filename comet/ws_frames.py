@@ -39,6 +39,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
+SENDABLE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011))  # defined for close frames
 
 _LENGTH_16 = struct.Struct(">H")
 _LENGTH_64 = struct.Struct(">Q")
@@ -182,3 +183,14 @@ def close_frame(code: int | None = None, reason: str = "") -> bytes:
 def close_code(payload: bytes) -> int | None:
     """The status code of a received close frame's payload, or None when it carries none."""
     return _LENGTH_16.unpack_from(payload)[0] if len(payload) >= 2 else None
+
+
+def close_reply(payload: bytes) -> bytes:
+    """Our answer to a peer's close frame: its code echoed (section 5.5.1), or 1002 for a code that must not be
+    sent (section 7.4), or an empty close frame when it carried no code."""
+    code = close_code(payload)
+    if code is None:
+        return close_frame()
+    if code in SENDABLE_CODES or 3000 <= code <= 4999:
+        return close_frame(code)
+    return close_frame(CLOSE_PROTOCOL_ERROR)

@@ -1,13 +1,33 @@
-"""Fixtures: a real CometNode on free loopback ports with an in-memory message node, and RPC clients to it."""
+"""Fixtures: a real CometNode on free loopback ports with an in-memory message node, and RPC clients to it.
+
+The transport tests (the modules in ``BOTH_LOOPS``) run on asyncio's own event loop and on uvloop, which the
+roles use in production: the two loops' transports differ in when they write, pause and close.
+"""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import pytest_asyncio.plugin
 
 from comet.client import CometClient
 from comet.config import load
 from comet.node import CometNode
 from tests.comet.clients import TRANSPORTS
 from tests.comet.fakes import FakeMessage
+
+BOTH_LOOPS = {"test_transports.py", "test_tcp.py", "test_websocket.py", "test_ws_wire.py"}
+
+try:
+    import uvloop
+except ImportError:  # not installed (it is a dependency on Linux only)
+    uvloop = None
+
+if uvloop is not None and hasattr(pytest_asyncio.plugin, "PytestAsyncioSpecs"):  # the hook exists
+    def pytest_asyncio_loop_factories(config, item):
+        if item.path.name in BOTH_LOOPS:
+            return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+        return {"asyncio": asyncio.new_event_loop}
 
 LOOPBACK = {"tcp": ["127.0.0.1:0"], "ws": ["127.0.0.1:0"], "rpc": "127.0.0.1:0", "stat": "127.0.0.1:0"}
 

@@ -5,7 +5,7 @@ import pytest
 
 from comet.ws_frames import (
     OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, FrameError, FrameParser, close_code,
-    close_frame, encode_frame, pong_frame, text_frame, unmask,
+    close_frame, close_reply, encode_frame, pong_frame, text_frame, unmask,
 )
 from tests.comet.clients import MASK, client_frame
 
@@ -123,3 +123,14 @@ def test_pong_and_close_frames():
 def test_parsed_close_frame_round_trip():
     assert FrameParser(64).feed(client_frame(OP_CLOSE, close_frame(1000, "bye")[2:])) == [
         (OP_CLOSE, b"\x03\xe8bye")]
+
+
+@pytest.mark.parametrize("received, answer", [
+    (b"", b"\x88\x00"),                                   # no code: an empty close frame
+    (b"\x03\xe8bye", b"\x88\x02\x03\xe8"),                 # 1000 echoed, without the reason
+    (b"\x0f\xa0", b"\x88\x02\x0f\xa0"),                    # 4000 (private use) echoed
+    (b"\x03\xed", b"\x88\x02\x03\xea"),                    # 1005 must never be sent: 1002
+    (b"\x00\x10", b"\x88\x02\x03\xea"),                    # 16 is no close code: 1002
+])
+def test_close_reply(received, answer):
+    assert close_reply(received) == answer

@@ -116,7 +116,7 @@ async def test_refused_subscribe_reply_then_close_1000(raw_ws):
     (upgrade("/sub?key=k&heartbeat=30").replace(b"Version: 13", b"Version: 99"), 426),
     (b"GET /sub?key=k&heartbeat=30 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     (b"GET /sub?token=" + b"t" * 70_000, 431),
-])
+], ids=["404", "405", "426", "400", "431"])
 async def test_http_errors_then_close(node, request_bytes, status):
     reader, writer = await raw_connection(node.addresses["ws"][0])
     try:
