@@ -33,6 +33,8 @@ from thirdparty.zk import CONNECTED, SUSPENDED, Registration, Watch, ZkSession, 
 log = logging.getLogger(__name__)
 
 COMET_DIR = "comet"
+CLOSE_FENCED = "fenced"        # close reason (stats) of the connections a fenced comet drops
+CLOSE_MOVED = "key moved"      # close reason of a connection whose key the ring gave to another name
 SUSPENDED_GRACE_SHARE = 1 / 3   # of the session timeout (kazoo notices a silent drop within 2/3 of it)
 
 

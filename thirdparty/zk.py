@@ -9,6 +9,8 @@ calls) on threads of its own. Every one of them reaches the event loop through :
 everything else here runs on the loop. The blocking kazoo calls (connecting, stopping) run in the loop's default
 executor; every other operation is a kazoo ``*_async`` call, which only queues the request, and its result comes
 back through the same crossing. Every wait is bounded: an operation by the session timeout, a start by its own.
+Bounds use ``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11 ``wait_for`` loses a cancellation that
+arrives together with the result, and a registration or watch task told to stop would then wait forever.
 
 States, as kazoo reports them: ``connected``; ``suspended`` (the connection dropped, the session may still be
 alive on the server; kazoo reconnects by itself); ``lost`` (the server expired the session: its ephemeral znodes
@@ -129,7 +131,8 @@ class ZkSession:
         try:
             live = await loop.run_in_executor(None, self._connect_blocking, timeout)
             if live:
-                await asyncio.wait_for(self._connected.wait(), max(0.1, deadline - loop.time()))
+                async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                    await self._connected.wait()
         except TimeoutError:
             live = False
         if not live:
@@ -230,7 +233,8 @@ class ZkSession:
 
         method(*args, **kwargs).rawlink(lambda result: self._from_kazoo(settle, result))
         try:
-            return await asyncio.wait_for(future, self.session_timeout)
+            async with asyncio.timeout(self.session_timeout):
+                return await future
         except TimeoutError:
             raise ZkUnavailable(f"ZooKeeper {self.hosts}: {method.__name__} {args[:1]} got no answer in "
                                 f"{self.session_timeout:g}s") from None
@@ -257,7 +261,8 @@ class ZkSession:
         self._registrations.add(registration)
         registration.start()
         try:
-            await asyncio.wait_for(registration.first.wait(), self.session_timeout if timeout is None else timeout)
+            async with asyncio.timeout(self.session_timeout if timeout is None else timeout):
+                await registration.first.wait()
         except TimeoutError:
             await registration.cancel()
             raise ZkUnavailable(f"ZooKeeper {self.hosts}: could not register under {parent}") from None
@@ -326,6 +331,7 @@ class Registration:
             return
         self._cancelled = True
         self._session._registrations.discard(self)
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -419,13 +425,15 @@ class Watch:
     async def wait_synced(self, timeout: float) -> None:
         """Wait for the first snapshot to be delivered; ZkUnavailable after ``timeout`` seconds."""
         try:
-            await asyncio.wait_for(self.synced.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.synced.wait()
         except TimeoutError:
             raise ZkUnavailable(f"znode {self.path}: no snapshot within {timeout:g}s") from None
 
     async def cancel(self) -> None:
         self._cancelled = True
         self._session._watches.discard(self)
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

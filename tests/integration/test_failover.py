@@ -1,0 +1,226 @@
+"""Failover with real processes: the active comet of a name is SIGKILLed (or SIGTERMed) while a loop pushes to
+one of its keys; its standby takes over and no acknowledged message is lost, duplicated or reordered.
+
+ZooKeeper and Redis are real servers; the message node and the comets are real processes (``python -m ...``);
+the web node runs in the test's loop. Needs CometNode's cluster mode (a ``[zookeeper]`` section in the comet
+config); skipped until the comet role has it.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from comet.config import CometConfig
+from tests.helpers import eventually, free_port
+from tests.integration.conftest import TcpSubscriber
+from tests.integration.test_cluster import refused
+from tests.processes import RoleProcess
+from web import config as web_config
+from web.node import WebNode
+
+pytestmark = [pytest.mark.zookeeper, pytest.mark.redis, pytest.mark.integration]
+
+if "zookeeper" not in {f.name for f in dataclasses.fields(CometConfig)}:
+    pytest.skip("the comet role has no cluster mode yet (no [zookeeper] in comet/config.py)", allow_module_level=True)
+
+SESSION_TIMEOUT = 1.0
+KEY = "alice"
+
+
+@dataclass
+class Pushes:
+    """What the push loop saw: (sent at, ret, mid or None, seconds the call took)."""
+
+    results: list[tuple[float, int, int | None, float]] = field(default_factory=list)
+
+    def acknowledged(self) -> list[int]:
+        return [mid for _at, ret, mid, _took in self.results if ret == 0 and mid is not None]
+
+
+class Cluster:
+    def __init__(self, redis_url: str, zk_hosts: str, directory: Any) -> None:
+        self.zookeeper = {"hosts": zk_hosts, "root": "/pc", "session_timeout": SESSION_TIMEOUT}
+        self.redis_url, self.directory = redis_url, directory
+        self.processes: list[RoleProcess] = []
+        self.web: WebNode | None = None
+        self.http = httpx.AsyncClient(timeout=10)
+        self.public = self.admin = ""
+        self.stop_active = "kill"
+
+    def start_message(self) -> None:
+        address = f"127.0.0.1:{free_port()}"
+        self._start("message", "message", {"rpc": {"bind": address},
+                                           "storage": {"redis": {"r1": self.redis_url}, "max_per_key": 1000},
+                                           "zookeeper": self.zookeeper})
+
+    def start_comet(self, label: str, name: str) -> tuple[RoleProcess, str, str]:
+        tcp, rpc = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        process = self._start("comet", label, {"node": {"name": name},
+                                               "bind": {"tcp": [tcp], "ws": [f"127.0.0.1:{free_port()}"],
+                                                        "rpc": rpc, "stat": ""},
+                                               "zookeeper": self.zookeeper})
+        return process, tcp, rpc
+
+    async def start_web(self) -> None:
+        public, admin = free_port(), free_port()
+        self.web = WebNode(web_config.load(None, {"public": {"bind": [f"127.0.0.1:{public}"]},
+                                                  "admin": {"bind": [f"127.0.0.1:{admin}"]},
+                                                  "rpc": {"comet_timeout": 1.0}, "zookeeper": self.zookeeper}))
+        await self.web.start()
+        self.public, self.admin = f"http://127.0.0.1:{public}", f"http://127.0.0.1:{admin}"
+
+    def _start(self, role: str, label: str, config: dict) -> RoleProcess:
+        process = RoleProcess(role, label, config, self.directory)
+        process.start()
+        self.processes.append(process)
+        return process
+
+    async def server(self, key: str) -> Any:
+        reply = (await self.http.get(f"{self.public}/1/server/get", params={"k": key, "p": 2})).json()
+        return reply["data"]["server"] if reply["ret"] == 0 else reply["ret"]
+
+    async def push_loop(self, pushes: Pushes, stop: asyncio.Event, interval: float = 0.01) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            started = time.monotonic()
+            reply = (await self.http.post(f"{self.admin}/push/private", params={"key": KEY, "expire": 600},
+                                          content=json.dumps({"n": n}))).json()
+            mid = reply.get("data", {}).get("mid") if reply["ret"] == 0 else None
+            pushes.results.append((started, reply["ret"], mid, time.monotonic() - started))
+            await asyncio.sleep(interval)
+
+    async def fetch_after(self, mid: int) -> list[int]:
+        mids: list[int] = []
+        while True:
+            reply = (await self.http.get(f"{self.public}/1/msg/get", params={"k": KEY, "m": mid})).json()
+            data = reply.get("data", {})
+            assert reply["ret"] == 0 and not data.get("trimmed"), reply
+            batch = [msg["mid"] for msg in data.get("msgs", [])]
+            if not batch:
+                return mids
+            mids.extend(batch)
+            mid = batch[-1]
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        if self.web is not None:
+            await self.web.stop()
+        for process in reversed(self.processes):
+            process.close()
+
+
+@pytest.fixture
+async def cluster(redis_url, zk_hosts, tmp_path):
+    cluster = Cluster(redis_url, zk_hosts, tmp_path)
+    try:
+        yield cluster
+    finally:
+        await cluster.close()
+
+
+async def read_frames(subscriber: TcpSubscriber, into: list[int]) -> None:
+    """Collect the mids a subscriber receives until its connection closes."""
+    while True:
+        head = await subscriber.reader.readline()
+        if not head:
+            return
+        body = await subscriber.reader.readexactly(int(head[1:-2]) + 2)
+        into.append(json.loads(body[:-2])["mid"])
+
+
+async def run_failover(cluster: Cluster) -> dict[str, float]:
+    """Start message + web + active and standby comets of one name; stop the active one (``cluster.stop_active``:
+    "kill" or "term") while pushing; check the invariants; return the measured times."""
+    cluster.start_message()
+    active, active_tcp, _ = cluster.start_comet("comet-a", "node1")
+    await cluster.start_web()
+    await eventually(lambda: _server_is(cluster, KEY, active_tcp), timeout=20)
+    standby, standby_tcp, _ = cluster.start_comet("comet-b", "node1")
+    host, port = standby_tcp.rsplit(":", 1)
+    await eventually(lambda: _refuses(host, int(port)), timeout=20)   # up, registered behind the active one: "-n"
+    assert await cluster.server(KEY) == active_tcp
+
+    host, port = active_tcp.rsplit(":", 1)
+    subscriber = await TcpSubscriber.connect((host, int(port)), KEY)
+    delivered: list[int] = []
+    reader = asyncio.create_task(read_frames(subscriber, delivered))
+    pushes, stop = Pushes(), asyncio.Event()
+    loop = asyncio.create_task(cluster.push_loop(pushes, stop))
+    try:
+        return await _fail_over(cluster, active, standby_tcp, subscriber, delivered, reader, pushes, stop, loop)
+    finally:
+        stop.set()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def _fail_over(cluster: Cluster, active: RoleProcess, standby_tcp: str, subscriber: TcpSubscriber,
+                     delivered: list[int], reader: asyncio.Task[None], pushes: Pushes, stop: asyncio.Event,
+                     loop: asyncio.Task[None]) -> dict[str, float]:
+    await eventually(lambda: len(pushes.acknowledged()) >= 20)
+
+    stopped_at = time.monotonic()
+    await asyncio.to_thread(active.kill if cluster.stop_active == "kill" else active.terminate)
+    await asyncio.wait_for(reader, 10)        # the old comet's connection is gone
+    await subscriber.close()
+    await eventually(lambda: _server_is(cluster, KEY, standby_tcp), timeout=10)
+    routed_at = time.monotonic()
+    await eventually(lambda: any(ret == 0 and at > routed_at for at, ret, _m, _t in pushes.results), timeout=10)
+    served_at = min(at + took for at, ret, _m, took in pushes.results if ret == 0 and at > stopped_at)
+
+    host, port = standby_tcp.rsplit(":", 1)
+    resumed = await TcpSubscriber.connect((host, int(port)), KEY)
+    live: list[int] = []
+    reader = asyncio.create_task(read_frames(resumed, live))
+    missed = await cluster.fetch_after(delivered[-1] if delivered else 0)
+    await eventually(lambda: len(live) >= 10)
+    stop.set()
+    await loop
+    await asyncio.sleep(0.2)                  # the last pushes' frames arrive
+    await resumed.close()
+    await asyncio.wait_for(reader, 5)
+
+    acknowledged = pushes.acknowledged()
+    seen = delivered + missed + [mid for mid in live if not missed or mid > missed[-1]]
+    assert seen == sorted(seen) and len(seen) == len(set(seen)), "a message came twice or out of order"
+    assert set(acknowledged) <= set(seen), f"acknowledged but lost: {sorted(set(acknowledged) - set(seen))}"
+    assert acknowledged == sorted(acknowledged) and len(acknowledged) == len(set(acknowledged))
+    failed = [(ret, took) for at, ret, _m, took in pushes.results if ret != 0]
+    assert all(ret == 65535 for ret, _took in failed), failed   # a clear error during the gap (a hang would
+                                                                 # have failed the loop's HTTP call)
+    return {"routed": routed_at - stopped_at, "served": served_at - stopped_at, "failed_pushes": len(failed),
+            "acknowledged": len(acknowledged)}
+
+
+async def _refuses(host: str, port: int) -> bool:
+    try:
+        return await refused((host, port), KEY) == b"-n\r\n"
+    except OSError:
+        return False   # not listening yet
+
+
+async def _server_is(cluster: Cluster, key: str, address: str) -> bool:
+    return bool(await cluster.server(key) == address)
+
+
+async def test_sigkill_of_the_active_comet(cluster: Cluster, record_property) -> None:
+    cluster.stop_active = "kill"
+    measured = await run_failover(cluster)
+    for name, value in measured.items():
+        record_property(name, value)
+    print(f"\nSIGKILL failover, session timeout {SESSION_TIMEOUT}s: {measured}")
+
+
+async def test_sigterm_of_the_active_comet(cluster: Cluster, record_property) -> None:
+    cluster.stop_active = "term"
+    measured = await run_failover(cluster)
+    for name, value in measured.items():
+        record_property(name, value)
+    print(f"\nSIGTERM hand-over: {measured}")
