@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from message.client import MessageClientConfig
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.ring import MAX_WEIGHT
 
@@ -84,19 +85,6 @@ class RingConfig:
 
 
 @dataclass(frozen=True)
-class MessageConfig:
-    """``[message]``: the message node that assigns mids and stores messages."""
-
-    rpc: str = "127.0.0.1:7070"  # MessageRPC host:port
-    timeout: float = 3.0         # seconds per call
-
-    def check(self) -> None:
-        parse_address(self.rpc)
-        if self.timeout <= 0:
-            raise ConfigError("timeout must be > 0")
-
-
-@dataclass(frozen=True)
 class LimitsConfig:
     """``[limits]``: bounds on client connections and pushes."""
 
@@ -138,7 +126,7 @@ class CometConfig:
     bind: BindConfig = field(default_factory=BindConfig)
     advertise: AdvertiseConfig = field(default_factory=AdvertiseConfig)
     ring: RingConfig = field(default_factory=RingConfig)
-    message: MessageConfig = field(default_factory=MessageConfig)
+    message: MessageClientConfig = field(default_factory=MessageClientConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def check(self) -> None:

@@ -32,6 +32,19 @@ R = TypeVar("R")
 SERVICE = "MessageRPC"
 
 
+
+@dataclass(frozen=True)
+class MessageClientConfig:
+    """``[message]`` of a comet or web config: the message node its MessageClient calls."""
+
+    rpc: str = "127.0.0.1:7070"  # MessageRPC host:port
+    timeout: float = 3.0         # seconds per call
+
+    def check(self) -> None:
+        parse_address(self.rpc)
+        if self.timeout <= 0:
+            raise ConfigError("timeout must be > 0")
+
 class MessageAPI(Protocol):
     """What comet and web need from the message role (``MessageClient``, or a fake in tests)."""
 

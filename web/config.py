@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from comet.client import CometNodeInfo
+from message.client import MessageClientConfig
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.ring import MAX_WEIGHT
 from thirdparty.zk_config import ZookeeperConfig
@@ -84,19 +85,6 @@ def _default_comets() -> dict[str, CometEntry]:
 
 
 @dataclass(frozen=True)
-class MessageConfig:
-    """``[message]``: the message node the web reads offline messages from and deletes them on."""
-
-    rpc: str = "127.0.0.1:7070"  # MessageRPC host:port
-    timeout: float = 3.0         # seconds per call
-
-    def check(self) -> None:
-        parse_address(self.rpc)
-        if self.timeout <= 0:
-            raise ConfigError("message.timeout must be > 0")
-
-
-@dataclass(frozen=True)
 class RpcConfig:
     """``[rpc]``: calls from the web to the comet nodes."""
 
@@ -138,7 +126,7 @@ class WebConfig:
     public: PublicConfig = field(default_factory=PublicConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     comets: dict[str, CometEntry] = field(default_factory=_default_comets)  # static comet list, by node name
-    message: MessageConfig = field(default_factory=MessageConfig)
+    message: MessageClientConfig = field(default_factory=MessageClientConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)  # hosts set: comets and message nodes
