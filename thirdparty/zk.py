@@ -3,6 +3,10 @@ watches that deliver whole snapshots.
 
 :Status: used by ``comet/cluster.py``, ``message/cluster.py`` and ``web/zk_view.py``.
 
+The public face of three modules: :class:`ZkSession` lives here; ``Registration`` and ``Watch`` in
+``zk_recipes.py``; states, :class:`ZkUnavailable` and the sequential-name helpers in ``zk_base.py``. Import them
+all from here.
+
 Threads. kazoo runs its connection and its callbacks (watch events, state listeners, results of ``*_async``
 calls) on threads of its own. Every one of them reaches the event loop through :meth:`ZkSession._from_kazoo`
 (``loop.call_soon_threadsafe``), the one place in the code base where another thread hands work to the loop;
@@ -27,64 +31,28 @@ reconnection. While the session is suspended a watch keeps its last snapshot.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import posixpath
 import random
-import uuid
-from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import ConnectionLoss, KazooException, NoNodeError, SessionExpiredError
+from kazoo.exceptions import KazooException
 from kazoo.retry import KazooRetry
 
 from thirdparty.rpc_client import backoff_delay
+from thirdparty.zk_base import (
+    CONNECTED, LOST, RETRY_BASE, RETRY_MAX, RETRYABLE, SUSPENDED, SnapshotCallback, StateListener, ZkUnavailable,
+    by_sequence, lowest_valid, sequence_of,
+)
+from thirdparty.zk_recipes import Registration, Watch
+
+__all__ = ["CONNECTED", "LOST", "RETRYABLE", "SUSPENDED", "Registration", "Watch", "ZkSession", "ZkUnavailable",
+           "by_sequence", "lowest_valid", "sequence_of"]
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-CONNECTED, SUSPENDED, LOST = "connected", "suspended", "lost"
 _KAZOO_STATES = {"CONNECTED": CONNECTED, "SUSPENDED": SUSPENDED, "LOST": LOST}
-SEQUENCE_DIGITS = 10   # ZooKeeper appends a 10-digit counter to a sequential znode's name
-TOKEN_SEPARATOR = "_"
-RETRY_BASE = 0.1       # seconds before the first retry of a failed registration or watch read
-RETRY_MAX = 2.0
-
-StateListener = Callable[[str], None]
-SnapshotCallback = Callable[[dict[str, Any]], "Awaitable[None] | None"]
-
-
-class ZkUnavailable(Exception):
-    """ZooKeeper could not be reached in time, or the session is closed."""
-
-
-# Failures that a retry after reconnecting can cure.
-RETRYABLE: tuple[type[BaseException], ...] = (ConnectionLoss, SessionExpiredError, ZkUnavailable)
-
-
-def sequence_of(child: str) -> int | None:
-    """The sequence number ZooKeeper appended to a sequential znode's name, or None for another name."""
-    digits = child[-SEQUENCE_DIGITS:]
-    if len(digits) == SEQUENCE_DIGITS and digits.isascii() and digits.isdigit():
-        return int(digits)
-    return None
-
-
-def by_sequence(children: Iterable[str]) -> list[str]:
-    """The sequential znode names among ``children``, lowest sequence first (other names are left out)."""
-    numbered = [(seq, child) for child in children if (seq := sequence_of(child)) is not None]
-    return [child for _seq, child in sorted(numbered)]
-
-
-def lowest_valid(children: Mapping[str, bytes], parse: Callable[[bytes], T], where: str = "") -> tuple[str, T] | None:
-    """The lowest-sequence child whose data ``parse`` accepts (a ValueError skips a child, logged), or None."""
-    for child in by_sequence(children):
-        try:
-            return child, parse(children[child])
-        except ValueError as exc:
-            log.warning("znode %s/%s: %s; ignored", where, child, exc)
-    return None
 
 
 class ZkSession:
@@ -289,215 +257,3 @@ class ZkSession:
         delay = backoff_delay(failures, base=RETRY_BASE, maximum=RETRY_MAX, jitter=self._jitter())
         log.warning("znode %s: %s (%s); retry %d in %.2fs", what, type(exc).__name__, exc, failures, delay)
         await self._sleep(delay)
-
-
-def _call_safely(callback: Callable[[str], None] | None, arg: str, what: str) -> None:
-    if callback is None:
-        return
-    try:
-        callback(arg)
-    except Exception:  # noqa: BLE001 - the owner's bug is logged, the registration carries on
-        log.error("znode %s: callback %r failed", what, callback, exc_info=True)
-
-
-class Registration:
-    """One ephemeral sequential znode kept registered for as long as the session object lives."""
-
-    def __init__(self, session: ZkSession, parent: str, data: bytes, *,
-                 on_lost: Callable[[str], None] | None, on_registered: Callable[[str], None] | None) -> None:
-        self.parent = parent
-        self.data = data
-        self.token = uuid.uuid4().hex[:16]
-        self.path: str | None = None
-        self.first = asyncio.Event()   # set once the znode was created the first time
-        self._session = session
-        self._on_lost = on_lost
-        self._on_registered = on_registered
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._cancelled = False
-
-    @property
-    def child(self) -> str | None:
-        """The znode's name under ``parent`` while registered, else None."""
-        return posixpath.basename(self.path) if self.path else None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._keep_registered(), name=f"zk-register {self.parent}")
-
-    async def cancel(self) -> None:
-        """Stop keeping it and delete the znode (best effort: it goes with the session anyway)."""
-        if self._cancelled:
-            return
-        self._cancelled = True
-        self._session._registrations.discard(self)
-        self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        path, self.path = self.path, None
-        if path is None or self._session.state != CONNECTED:
-            return
-        try:
-            await self._session.delete(path)
-            log.info("znode %s: deregistered", path)
-        except NoNodeError:
-            pass
-        except RETRYABLE as exc:
-            log.warning("znode %s: not deleted (%s); it vanishes with the session", path, exc)
-
-    def session_state(self, state: str) -> None:
-        if state == LOST:
-            self._lose("session lost")
-        self._wake.set()
-
-    def _on_event(self, _event: Any) -> None:
-        """(kazoo thread) The own znode changed, vanished, or the connection dropped: re-check on the loop."""
-        self._session._from_kazoo(self._wake.set)
-
-    def _lose(self, reason: str) -> None:
-        if self.path is None:
-            return
-        path, self.path = self.path, None
-        log.warning("znode %s: lost (%s)", path, reason)
-        _call_safely(self._on_lost, reason, path)
-
-    async def _keep_registered(self) -> None:
-        session, failures = self._session, 0
-        while not self._cancelled:
-            await session._connected.wait()
-            self._wake.clear()
-            try:
-                if self.path is None:
-                    self.path = await self._find_or_create()
-                    log.info("znode %s: registered", self.path)
-                    self.first.set()
-                    _call_safely(self._on_registered, posixpath.basename(self.path), self.path)
-                stat = await session._op(session._kazoo.exists_async, self.path, watch=self._on_event)
-            except RETRYABLE as exc:
-                failures += 1
-                await session._retry_pause(failures, f"{self.parent}/{self.token}{TOKEN_SEPARATOR}*", exc)
-                continue
-            failures = 0
-            if stat is None:
-                self._lose("znode deleted")
-                continue
-            await self._wake.wait()
-
-    async def _find_or_create(self) -> str:
-        """The znode carrying this registration's token (one an interrupted create left), or a new one."""
-        session, prefix = self._session, self.token + TOKEN_SEPARATOR
-        try:
-            children = await session.get_children(self.parent)
-        except NoNodeError:
-            children = []
-        mine = by_sequence(child for child in children if child.startswith(prefix))
-        for extra in mine[1:]:
-            try:
-                await session.delete(posixpath.join(self.parent, extra))
-            except NoNodeError:
-                pass
-        if mine:
-            return posixpath.join(self.parent, mine[0])
-        created: str = await session._op(session._kazoo.create_async, posixpath.join(self.parent, prefix),
-                                         self.data, ephemeral=True, sequence=True, makepath=True)
-        return created
-
-
-class Watch:
-    """Children (depth 1) or children and grandchildren (depth 2) of a path with their data, kept current."""
-
-    def __init__(self, session: ZkSession, path: str, depth: int, callback: SnapshotCallback) -> None:
-        self.path = path
-        self.synced = asyncio.Event()   # set after the first delivery
-        self._session = session
-        self._depth = depth
-        self._callback = callback
-        self._last: dict[str, Any] | None = None
-        self._force = True
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._cancelled = False
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._keep_watching(), name=f"zk-watch {self.path}")
-
-    async def wait_synced(self, timeout: float) -> None:
-        """Wait for the first snapshot to be delivered; ZkUnavailable after ``timeout`` seconds."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self.synced.wait()
-        except TimeoutError:
-            raise ZkUnavailable(f"znode {self.path}: no snapshot within {timeout:g}s") from None
-
-    async def cancel(self) -> None:
-        self._cancelled = True
-        self._session._watches.discard(self)
-        self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    def session_state(self, state: str) -> None:
-        if state == CONNECTED:
-            self._force = True  # watches were dropped with the connection: re-read, and tell the owner
-        self._wake.set()
-
-    def _on_event(self, _event: Any) -> None:
-        """(kazoo thread) Something under the path changed: re-read on the loop."""
-        self._session._from_kazoo(self._wake.set)
-
-    async def _keep_watching(self) -> None:
-        session, failures = self._session, 0
-        while not self._cancelled:
-            await session._connected.wait()
-            self._wake.clear()
-            try:
-                snapshot = await self._read(self.path, self._depth)
-            except NoNodeError:
-                snapshot = None
-            except RETRYABLE as exc:
-                failures += 1
-                await session._retry_pause(failures, self.path, exc)
-                continue
-            if snapshot is None:  # the watched path itself is missing: create it and read again
-                try:
-                    await session.ensure_path(self.path)
-                except RETRYABLE as exc:
-                    failures += 1
-                    await session._retry_pause(failures, self.path, exc)
-                continue
-            failures = 0
-            if self._force or snapshot != self._last:
-                self._force, self._last = False, snapshot
-                await self._deliver(snapshot)
-                self.synced.set()
-            await self._wake.wait()
-
-    async def _read(self, path: str, depth: int) -> dict[str, Any]:
-        session = self._session
-        children: list[str] = await session._op(session._kazoo.get_children_async, path, watch=self._on_event)
-        reads = [self._read(posixpath.join(path, child), depth - 1) if depth > 1
-                 else self._read_data(posixpath.join(path, child)) for child in children]
-        results = await asyncio.gather(*reads, return_exceptions=True)
-        snapshot: dict[str, Any] = {}
-        for child, result in zip(children, results):
-            if isinstance(result, NoNodeError):
-                continue  # gone between the listing and the read; the listing's watch fires for it
-            if isinstance(result, BaseException):
-                raise result
-            snapshot[child] = result
-        return snapshot
-
-    async def _read_data(self, path: str) -> bytes:
-        session = self._session
-        data, _stat = await session._op(session._kazoo.get_async, path, watch=self._on_event)
-        return bytes(data or b"")
-
-    async def _deliver(self, snapshot: dict[str, Any]) -> None:
-        try:
-            result = self._callback(snapshot)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:  # noqa: BLE001 - the owner's bug is logged, the watch carries on
-            log.error("znode %s: watch callback failed", self.path, exc_info=True)

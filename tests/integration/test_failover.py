@@ -19,7 +19,7 @@ import pytest
 
 from comet.config import CometConfig
 from tests.helpers import eventually, free_port
-from tests.integration.conftest import TcpSubscriber
+from tests.integration.conftest import TcpSubscriber, sub_command
 from tests.integration.test_cluster import refused
 from tests.processes import RoleProcess
 from web import config as web_config
@@ -199,6 +199,16 @@ async def _fail_over(cluster: Cluster, active: RoleProcess, standby_tcp: str, su
             "acknowledged": len(acknowledged)}
 
 
+async def _accepts(host: str, port: int, key: str) -> bool:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(sub_command(key, version="1.0"))
+        return await asyncio.wait_for(reader.readline(), 5) == b"+h\r\n"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 async def _refuses(host: str, port: int) -> bool:
     try:
         return await refused((host, port), KEY) == b"-n\r\n"
@@ -224,3 +234,30 @@ async def test_sigterm_of_the_active_comet(cluster: Cluster, record_property) ->
     for name, value in measured.items():
         record_property(name, value)
     print(f"\nSIGTERM hand-over: {measured}")
+
+
+async def test_adding_a_comet_name_moves_only_its_keys(cluster: Cluster) -> None:
+    cluster.start_message()
+    _first, first_tcp, _ = cluster.start_comet("comet-1", "node1")
+    await cluster.start_web()
+    keys = [f"user{i}" for i in range(24)]
+    await eventually(lambda: _server_is(cluster, keys[0], first_tcp), timeout=20)
+    host, port = first_tcp.rsplit(":", 1)
+    await eventually(lambda: _accepts(host, int(port), keys[0]), timeout=10)   # active by its own view too
+    subscribers = {key: await TcpSubscriber.connect((host, int(port)), key) for key in keys}
+    try:
+        _second, second_tcp, _ = cluster.start_comet("comet-2", "node2")
+        await eventually(lambda: len(cluster.web.view.nodes) == 2, timeout=20)
+        moved = [key for key in keys if await cluster.server(key) == second_tcp]
+        assert 0 < len(moved) < len(keys)
+        for key, subscriber in subscribers.items():
+            if key in moved:   # closed by node1: the key is node2's now
+                assert await asyncio.wait_for(subscriber.reader.read(), 10) == b""
+        for key in set(keys) - set(moved):   # still node1's: still connected, still pushed to
+            reply = (await cluster.http.post(f"{cluster.admin}/push/private", params={"key": key, "expire": 0},
+                                             content=b"1")).json()
+            assert reply["data"]["online"] == 1
+            assert json.loads(await subscribers[key].frame())["mid"] == reply["data"]["mid"]
+    finally:
+        for subscriber in subscribers.values():
+            await subscriber.close()
