@@ -124,6 +124,10 @@ class ChannelTable:
         channel = self._channels.get(key)
         return list(channel.connections.values()) if channel is not None else []
 
+    def keys(self) -> list[str]:
+        """The keys that have a channel right now (a snapshot)."""
+        return list(self._channels)
+
     def close_key(self, key: str, reason: str) -> int:
         """Close and forget every connection of ``key``; return how many there were."""
         closed = self.get(key)

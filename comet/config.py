@@ -2,7 +2,8 @@
 
 Load with ``load(path)``; unknown keys, wrong types and the semantic checks below raise
 ``thirdparty.confload.ConfigError`` naming the key. The defaults follow DESIGN.md section 4 (TCP :6969,
-WebSocket :6968, heartbeat >= 30 s, 5 s first packet, 64 connections per key, 128 queued messages).
+WebSocket :6968, heartbeat >= 30 s, 5 s first packet, 64 connections per key, 128 queued messages). With
+``[zookeeper] hosts`` set the node runs in cluster mode (``comet/cluster.py``) and ``[ring]`` must stay empty.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Mapping
 from message.client import MessageClientConfig
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.ring import MAX_WEIGHT
+from thirdparty.zk_config import ZookeeperConfig
 
 LOOPBACK_FOR_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
@@ -60,13 +62,14 @@ class BindConfig:
 
 @dataclass(frozen=True)
 class AdvertiseConfig:
-    """``[advertise]``: addresses clients are told (empty: derived from [bind], 0.0.0.0 -> 127.0.0.1)."""
+    """``[advertise]``: addresses published for this node (empty: derived from [bind], 0.0.0.0 -> 127.0.0.1)."""
 
     tcp: list[str] = field(default_factory=list)
     ws: list[str] = field(default_factory=list)
+    rpc: list[str] = field(default_factory=list)  # cluster mode: the CometRPC address(es) web nodes call
 
     def check(self) -> None:
-        for address in [*self.tcp, *self.ws]:
+        for address in [*self.tcp, *self.ws, *self.rpc]:
             parse_address(address)
 
 
@@ -128,10 +131,16 @@ class CometConfig:
     ring: RingConfig = field(default_factory=RingConfig)
     message: MessageClientConfig = field(default_factory=MessageClientConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)  # hosts set: cluster mode
 
     def check(self) -> None:
         if self.ring.nodes and self.node.name not in self.ring.nodes:
             raise ConfigError(f"ring.nodes must include this node's name {self.node.name!r}")
+        if self.zookeeper.enabled and self.ring.nodes:
+            raise ConfigError("ring.nodes is for static mode: with zookeeper.hosts set the ring comes from ZooKeeper")
+        if self.zookeeper.enabled and not self.advertise.rpc and parse_address(self.bind.rpc)[0] in ("0.0.0.0", "::"):
+            raise ConfigError("advertise.rpc: set the CometRPC address web nodes reach this node at (bind.rpc "
+                              f"{self.bind.rpc!r} is a wildcard)")
 
     def ring_nodes(self) -> dict[str, int]:
         """The ``{name: weight}`` map of the ring (this node alone when ``[ring] nodes`` is empty)."""

@@ -7,6 +7,13 @@ tornado servers. ``stop()`` first stops accepting, lets RPC calls already runnin
 order), then closes every client connection (WebSocket clients get a 1001 close frame and a moment to answer
 it), then the message client it created. Listeners bound to port 0 get a free port; :attr:`CometNode.addresses`
 has the real ones.
+
+Cluster mode (``[zookeeper] hosts`` set): once its listeners are bound the node follows ``<root>/message`` (its
+message client is a MessagePool) and joins ``<root>/comet/<name>`` through ``comet.cluster.CometMembership``.
+It serves the cluster's ring while it is its name's active comet and nothing while it is a standby (every key
+gets ``-n`` / 1001); when the ring changes it closes the connections of the keys it no longer owns (the clients
+reconnect through ``/server/get``), and when fenced it closes them all. ``stop()`` leaves the cluster first, so a
+standby takes over while this node finishes its running pushes.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from tornado.tcpserver import TCPServer
 
 from comet.channel import ChannelTable
 from comet.client import CometNodeInfo
+from comet.cluster import CLOSE_FENCED, CLOSE_MOVED, CometMembership
 from comet.config import CometConfig, advertised
 from comet.connection import ClientConnection, ClientContext
 from comet.heartbeat import Deadlines, TimerWheel
@@ -32,10 +40,12 @@ from comet.service import CometService
 from comet.stat import CLOSE_STOPPING, CometStats, make_stat_app
 from comet.tcp import TcpConnection
 from comet.websocket import WsConnection
-from message.client import MessageAPI, MessageClient
+from message.client import MessageAPI, MessageClient, MessagePool
+from message.cluster import MessageDirectory
 from thirdparty.confload import parse_address
 from thirdparty.ring import Ring
 from thirdparty.rpc_server import RpcServer
+from thirdparty.zk import ZkSession
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,8 @@ STOP_GRACE = 1.0  # seconds for running RPC calls, then for clients to finish th
 MAX_HTTP_BODY = 1024  # the stat listener takes GET requests only; never buffer a big body
 STAT_IDLE_TIMEOUT = 30.0  # seconds a stat connection may stay idle or take to send its request
 CLIENT_BACKLOG = 1024  # pending connections per client listener (the kernel caps it at net.core.somaxconn)
+LEAVE_GRACE = 0.2  # seconds between leaving the cluster and closing the RPC listener: web nodes see the znode go
+                   # within milliseconds and send the next pushes to the standby instead
 
 
 def _bound_address(sock: socket.socket) -> str:
@@ -87,14 +99,26 @@ class CometNode:
         self._rpc: RpcServer | None = None
         self._stat: HTTPServer | None = None
         self._ticker: PeriodicCallback | None = None
+        self._zk: ZkSession | None = None
+        self._membership: CometMembership | None = None
+        self._directory: MessageDirectory | None = None
+        self._cluster_ring: dict[str, int] = {}
+        self._active = False
+        self._leaving = False
 
     async def start(self) -> None:
         config, limits = self.config, self.config.limits
-        self.message = self._injected_message or MessageClient(config.message.rpc, timeout=config.message.timeout)
+        cluster = config.zookeeper.enabled
+        if self._injected_message is not None:
+            self.message = self._injected_message
+        elif cluster:
+            self.message = MessagePool(timeout=config.message.timeout)
+        else:
+            self.message = MessageClient(config.message.rpc, timeout=config.message.timeout)
         service = self.service = CometService(
-            node_name=config.node.name, ring=Ring(config.ring_nodes()), table=self.table, message=self.message,
-            stats=self.stats, max_key_bytes=limits.max_key_bytes, max_message_bytes=limits.max_message_bytes,
-            max_keys_per_push=limits.max_keys_per_push)
+            node_name=config.node.name, ring=Ring({} if cluster else config.ring_nodes()), table=self.table,
+            message=self.message, stats=self.stats, max_key_bytes=limits.max_key_bytes,
+            max_message_bytes=limits.max_message_bytes, max_keys_per_push=limits.max_keys_per_push)
         wheel: TimerWheel[Any] = TimerWheel(limits.timer_tick, self._clock())
         deadlines: Deadlines[Any] = Deadlines(wheel, self._clock, first_packet_timeout=limits.first_packet_timeout,
                                               heartbeat_grace=limits.heartbeat_grace)
@@ -118,6 +142,45 @@ class CometNode:
         log.info("node=%s: comet serving tcp=%s ws=%s rpc=%s stat=%s", config.node.name,
                  ",".join(self.addresses["tcp"]) or "-", ",".join(self.addresses["ws"]) or "-",
                  self.addresses["rpc"][0], ",".join(self.addresses["stat"]) or "-")
+        if cluster:
+            await self._join_cluster()
+
+    async def _join_cluster(self) -> None:
+        """Follow the message nodes, then register and follow the comets (serving nothing until active)."""
+        zookeeper = self.config.zookeeper
+        self._zk = ZkSession(zookeeper.hosts, session_timeout=zookeeper.session_timeout, root=zookeeper.root)
+        await self._zk.start()
+        if isinstance(self.message, MessagePool):
+            self._directory = MessageDirectory(self._zk, self.message)
+            await self._directory.start()
+        self._membership = CometMembership(self._zk, self.info(), on_active=self._set_active,
+                                           on_ring=self._set_ring, on_fenced=self._fenced)
+        await self._membership.start()
+
+    def _set_active(self, active: bool) -> None:
+        self._active = active
+        self._serve()
+
+    def _set_ring(self, ring: dict[str, int]) -> None:
+        self._cluster_ring = ring
+        self._serve()
+
+    def _serve(self) -> None:
+        """Serve the cluster's ring while active, nothing otherwise; drop connections of keys no longer ours."""
+        if self.service is None or self._leaving:
+            return  # leaving: keep serving what is under way; stop() closes the RPC listener, then the clients
+        self.service.ring = Ring(self._cluster_ring if self._active else {})
+        moved = 0
+        for key in self.table.keys():
+            if not self.service.owns(key):
+                moved += self.table.close_key(key, CLOSE_MOVED)
+        if moved:
+            log.info("node=%s: closed %d connection(s) of keys this node no longer serves", self.config.node.name,
+                     moved)
+
+    def _fenced(self, reason: str) -> None:
+        closed = self.table.close_all(CLOSE_FENCED)
+        log.warning("node=%s: fenced (%s): closed %d client connection(s)", self.config.node.name, reason, closed)
 
     def _tick(self, deadlines: Deadlines[Any]) -> None:
         try:
@@ -137,12 +200,17 @@ class CometNode:
         advertise = self.config.advertise
         return CometNodeInfo(
             name=self.config.node.name, weight=self.config.node.weight,
-            rpc=[advertised(address) for address in self.addresses["rpc"]],
+            rpc=list(advertise.rpc) or [advertised(address) for address in self.addresses["rpc"]],
             tcp=list(advertise.tcp) or [advertised(address) for address in self.addresses["tcp"]],
             ws=list(advertise.ws) or [advertised(address) for address in self.addresses["ws"]])
 
     async def stop(self) -> None:
         name = self.config.node.name
+        if self._membership is not None:
+            self._leaving = True
+            await self._membership.stop()   # leave first: the standby takes over while running pushes finish
+            self._membership = None
+            await asyncio.sleep(LEAVE_GRACE)
         if self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
@@ -162,6 +230,12 @@ class CometNode:
         if self._stat is not None:
             await self._stat.close_all_connections()
         self._clients = self._stat = None
+        if self._directory is not None:
+            await self._directory.stop()
+            self._directory = None
+        if self._zk is not None:
+            await self._zk.stop()
+            self._zk = None
         if self.message is not None and self._injected_message is None:
             await self.message.close()
         self.message = None
