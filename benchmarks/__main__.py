@@ -13,7 +13,7 @@ import time
 from types import ModuleType
 
 from benchmarks import codec, connections, fanout, mprivate, msgget, push, serverget
-from benchmarks.machine import ForeignLoad, wait_quiet
+from benchmarks.machine import ForeignLoad, speed_probe, wait_quiet
 from benchmarks.report import Report, Row, table
 
 SCENARIOS: dict[str, ModuleType] = {module.NAME: module for module in
@@ -60,6 +60,7 @@ def run_one(name: str, args: argparse.Namespace, wait_quiet_s: float = 0.0, retr
         if wait_quiet_s > 0:
             idle = wait_quiet(wait_quiet_s, BUSY_WARNING)
             log.info("before %s: other processes use %.0f%% of a core", name, idle)
+        speed = speed_probe()
         started = time.monotonic()
         log.info("scenario %s: %s", name, vars(args))
         foreign = ForeignLoad()
@@ -75,6 +76,7 @@ def run_one(name: str, args: argparse.Namespace, wait_quiet_s: float = 0.0, retr
             break
         log.warning("scenario %s: other work used %.0f%% of a core meanwhile, running it again", name, busy)
     report.info("machine: CPU used outside the benchmark's processes", busy, "% core")
+    report.info("machine: speed probe before the run (JSON round trips)", speed, "k/s")
     if busy > BUSY_WARNING:
         report.note(f"the machine spent {busy:.0f}% of a core on other work during this scenario: its figures are "
                     "low; re-run on a quiet machine")

@@ -68,3 +68,20 @@ def wait_quiet(timeout: float, threshold: float = 15.0) -> float:
         busy = 100.0 * (busy_ticks() - before) / CLK_TCK
         if busy < threshold or time.monotonic() + 1.0 > deadline:
             return busy
+
+
+def speed_probe(seconds: float = 0.3) -> float:
+    """Thousands of iterations per second of a fixed pure-Python loop (JSON round trip of a small message).
+
+    The VM's speed drifts (its host is shared, and steal time does not show): runs on the same day differed by
+    1.6x with the bare baselines moving in step. This figure, taken before each scenario, tells two runs apart.
+    """
+    import json
+
+    doc = {"msg": {"title": "hello", "n": 42}, "mid": 17005481234567890, "gid": 0}
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(200):
+            json.loads(json.dumps(doc))
+        count += 200
+    return count / (time.perf_counter() - start) / 1000
