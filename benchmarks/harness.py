@@ -243,6 +243,15 @@ class Cluster:
                                      "ws": [f"127.0.0.1:{addrs.ws}"]}
         return self._role("web", "web", doc, [public, admin]), public, admin
 
+    def stack(self) -> tuple[list[Proc], int, CometAddrs]:
+        """Redis, a message node, comet node1 and a web node wired together, as the push scenarios need:
+        (processes web-first, the web's admin port, the comet's addresses)."""
+        redis, redis_port = self.redis()
+        message, message_port = self.message(redis_port)
+        comet, addrs = self.comet(message_port)
+        web, _, admin_port = self.web(message_port, {"node1": addrs})
+        return [web, comet, message, redis], admin_port, addrs
+
     def baseline(self) -> tuple[Proc, dict[str, int]]:
         """The bare tornado server (benchmarks/baseline.py): TCP, WebSocket and HTTP listeners."""
         ports = {"tcp": free_port(), "ws": free_port(), "http": free_port()}

@@ -98,11 +98,8 @@ def run_system(pool: WorkerPool, args: argparse.Namespace, bare: bool) -> dict[s
             proc, ports = cluster.baseline()
             procs, http_port, path = [proc], ports["http"], "/push?key={key}"
         else:
-            redis, redis_port = cluster.redis()
-            message, message_port = cluster.message(redis_port)
-            comet, addrs = cluster.comet(message_port)
-            web, _, http_port = cluster.web(message_port, {"node1": addrs})
-            procs, path = [web, comet, message, redis], "/push/private?key={key}&expire={expire}"
+            procs, http_port, addrs = cluster.stack()
+            path = "/push/private?key={key}&expire={expire}"
             ports = {"tcp": addrs.tcp, "ws": addrs.ws, "rpc": addrs.rpc}
         targets = [("tcp", "127.0.0.1", ports["tcp"]), ("ws", "127.0.0.1", ports["ws"])]
         opened = open_subscribers(pool, targets, keys, 32, "push: subscribe")
