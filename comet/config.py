@@ -4,15 +4,20 @@ Load with ``load(path)``; unknown keys, wrong types and the semantic checks belo
 ``thirdparty.confload.ConfigError`` naming the key. The defaults follow DESIGN.md section 4 (TCP :6969,
 WebSocket :6968, heartbeat >= 30 s, 5 s first packet, 64 connections per key, 128 queued messages). With
 ``[zookeeper] hosts`` set the node runs in cluster mode (``comet/cluster.py``) and ``[ring]`` must stay empty.
+``[auth]`` (subscribe tokens) is ``comet.auth.AuthConfig``; its secrets and the ``[tls]`` files are read and
+checked at load time, so a node with an unusable secret or certificate does not start.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from comet.auth import AuthConfig
 from message.client import MessageClientConfig
 from thirdparty.confload import ConfigError, load_config, parse_address
+from thirdparty.rate_limit import parse_networks
 from thirdparty.ring import MAX_WEIGHT
+from thirdparty.tls import TlsConfigError, server_context
 from thirdparty.zk_config import ZookeeperConfig
 
 LOOPBACK_FOR_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1"}
@@ -103,12 +108,25 @@ class LimitsConfig:
     max_keys_per_push: int = 1000      # most keys in one PushPrivates call
     max_ws_frame: int = 4096           # largest WebSocket frame from a client (bigger: close 1009)
     timer_tick: float = 0.5            # seconds between deadline checks (timeouts fire up to 2 ticks late)
+    heartbeat_burst: int = 16          # most heartbeats one read may carry; more closes the connection
+    max_conns_per_addr: int = 1000     # open connections per source address (IPv6: per /64); 0: no cap
+    conn_rate_per_addr: float = 50.0   # new connections per second one address may keep up; 0: no rate limit
+    conn_burst_per_addr: int = 200     # new connections one address may open at once before the rate applies
+    addr_limit_exempt: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])  # not limited
 
     def check(self) -> None:
         for name in ("max_conns_per_key", "max_queue", "max_key_bytes", "max_arg_bytes", "min_heartbeat",
-                     "max_message_bytes", "max_keys_per_push", "max_ws_frame"):
+                     "max_message_bytes", "max_keys_per_push", "max_ws_frame", "heartbeat_burst"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.max_conns_per_addr < 0 or self.conn_rate_per_addr < 0 or self.conn_burst_per_addr < 0:
+            raise ConfigError("max_conns_per_addr, conn_rate_per_addr and conn_burst_per_addr must be >= 0")
+        if self.conn_rate_per_addr > 0 and self.conn_burst_per_addr < 1:
+            raise ConfigError("conn_burst_per_addr must be >= 1 when conn_rate_per_addr is set")
+        try:
+            parse_networks(self.addr_limit_exempt)
+        except ValueError as exc:
+            raise ConfigError(f"addr_limit_exempt: {exc}") from None
         if self.max_key_bytes > self.max_arg_bytes:
             raise ConfigError("max_key_bytes must be <= max_arg_bytes")
         if self.max_heartbeat < self.min_heartbeat:
@@ -122,6 +140,29 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """``[tls]``: TLS on the client listeners once ``cert`` and ``key`` are set (wss:// and TLS over TCP)."""
+
+    cert: str = ""    # PEM certificate chain (leaf first); "" = no TLS
+    key: str = ""     # PEM private key of cert, unencrypted
+    tcp: bool = True  # the TCP listeners speak TLS (when cert is set)
+    ws: bool = True   # the WebSocket listeners speak TLS, i.e. wss:// (when cert is set)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+    def check(self) -> None:
+        if bool(self.cert) != bool(self.key):
+            raise ConfigError("set both cert and key (or neither)")
+        if self.cert:
+            try:
+                server_context(self.cert, self.key)
+            except TlsConfigError as exc:
+                raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True)
 class CometConfig:
     """A comet node's whole configuration."""
 
@@ -131,6 +172,8 @@ class CometConfig:
     ring: RingConfig = field(default_factory=RingConfig)
     message: MessageClientConfig = field(default_factory=MessageClientConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)  # subscribe tokens (off without secrets)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)  # hosts set: cluster mode
 
     def check(self) -> None:

@@ -11,7 +11,15 @@ that leaves bytes behind calls ``pause_writing``: from then on, until ``resume_w
 every write is counted with the byte offset at which it ends, and the writes whose end the transport has flushed
 are dropped from the count. With ``max_queue`` writes unsent the next one closes the connection (the message
 stays stored; the client fetches it by mid after reconnecting). The transport keeps bytes in write order, so
-messages and replies cannot overtake each other.
+messages and replies cannot overtake each other. A TLS transport (asyncio's and uvloop's ``SSLProtocol``) never
+resumes with a high-water mark of 0, so there it is 1: writes are counted once the TLS layer holds ciphertext it
+could not hand on, i.e. once the socket's own transport is over its 64 KiB high-water mark.
+
+Admission by source address (``thirdparty.rate_limit.AddressLimiter``: connections per address, new connections
+per second per address) happens in ``connection_made``, before anything is read: a connection over a limit is
+aborted at once, with no reply (docs/protocol.md, "Limits"). An admitted connection keeps a reference to its
+address's slot and gives it back in ``connection_lost``. A read carrying more than ``limits.heartbeat_burst``
+heartbeats closes the connection: each heartbeat is answered, so a flood of them would fill the write buffer.
 """
 from __future__ import annotations
 
@@ -25,9 +33,23 @@ from comet.heartbeat import Deadlines
 from comet.message_codec import EncodedMessage
 from comet.protocol import REPLY_OK, Subscribe, SubscribeLimits
 from comet.service import CometService
-from comet.stat import CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_OVERFLOW
+from comet.stat import (
+    CLOSE_ADDR_CONNS, CLOSE_ADDR_RATE, CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_HEARTBEAT_FLOOD,
+    CLOSE_OVERFLOW,
+)
+from thirdparty.rate_limit import AddressLimiter, AddressSlot, Refused
 
 log = logging.getLogger(__name__)
+
+REFUSAL_REASONS = {Refused.CONNS: CLOSE_ADDR_CONNS, Refused.RATE: CLOSE_ADDR_RATE}
+DEFAULT_HEARTBEAT_BURST = 16
+
+
+def peer_host(address: Any) -> str:
+    """The host part of a socket address ("" when it has none, e.g. a Unix socket)."""
+    if isinstance(address, tuple) and address and isinstance(address[0], str):
+        return address[0]
+    return ""
 
 
 def peer_name(address: Any) -> str:
@@ -40,23 +62,27 @@ def peer_name(address: Any) -> str:
 class ClientContext:
     """What every client connection of a node shares: one object per node, referenced by each connection."""
 
-    __slots__ = ("service", "deadlines", "limits", "max_queue", "max_ws_frame", "sessions")
+    __slots__ = ("service", "deadlines", "limits", "max_queue", "max_ws_frame", "sessions", "addresses",
+                 "heartbeat_burst")
 
     def __init__(self, service: CometService, deadlines: Deadlines[Any], limits: SubscribeLimits, *,
-                 max_queue: int, max_ws_frame: int) -> None:
+                 max_queue: int, max_ws_frame: int, addresses: AddressLimiter | None = None,
+                 heartbeat_burst: int = DEFAULT_HEARTBEAT_BURST) -> None:
         self.service = service
         self.deadlines = deadlines
         self.limits = limits
         self.max_queue = max_queue
         self.max_ws_frame = max_ws_frame
         self.sessions: set[ClientConnection] = set()  # every open connection, subscribed or not
+        self.addresses = addresses if addresses is not None else AddressLimiter()  # default: no limit
+        self.heartbeat_burst = heartbeat_burst
 
 
 class ClientConnection(asyncio.Protocol):
     """One client: its transport, key, wire form and heartbeat; subclasses speak the transport's protocol."""
 
     __slots__ = ("ctx", "transport", "conn_id", "key", "form", "subscribed", "heartbeat", "close_reason",
-                 "_unsent", "_written")
+                 "_unsent", "_written", "_address")
     protocol: ClassVar[str] = "tcp"  # "tcp" or "ws", for counters
     transport: asyncio.Transport
 
@@ -70,6 +96,7 @@ class ClientConnection(asyncio.Protocol):
         self.close_reason: str | None = None
         self._unsent: deque[int] | None = None  # end offsets of unsent writes; None while nothing is buffered
         self._written = 0  # bytes written since the buffer last became non-empty
+        self._address: AddressSlot | None = None  # the source address's slot, once admitted
 
     @property
     def peer(self) -> str:
@@ -83,14 +110,28 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.transport.set_write_buffer_limits(high=0)  # pause_writing as soon as a byte stays unsent
-        self.ctx.sessions.add(self)
-        self.ctx.deadlines.first_packet(self)
+        ctx = self.ctx
+        if ctx.addresses.enabled:
+            admitted = ctx.addresses.acquire(peer_host(transport.get_extra_info("peername")), ctx.deadlines.clock())
+            if isinstance(admitted, Refused):
+                self.close_reason = REFUSAL_REASONS[admitted]
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("conn=%d peer=%s: refused at connect (%s)", self.conn_id, self.peer, admitted.value)
+                self.transport.abort()
+                return
+            self._address = admitted
+        tls = transport.get_extra_info("sslcontext") is not None
+        self.transport.set_write_buffer_limits(high=1 if tls else 0)  # pause_writing once a byte stays unsent
+        ctx.sessions.add(self)
+        ctx.deadlines.first_packet(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         ctx = self.ctx
         ctx.sessions.discard(self)
         ctx.deadlines.cancel(self)
+        if self._address is not None:
+            ctx.addresses.release(self._address, ctx.deadlines.clock())
+            self._address = None
         if self.close_reason is None:
             self.close_reason = CLOSE_CLIENT
         ctx.service.connection_closed(self, self.close_reason, self.subscribed)
@@ -140,10 +181,10 @@ class ClientConnection(asyncio.Protocol):
         """Have the service register the subscription; write ``prefix`` and the reply. True when subscribed."""
         self.key = subscribe.key
         self.form = form
-        reply = self.ctx.service.subscribe(self, subscribe)
+        reply, why = self.ctx.service.subscribe(self, subscribe)
         if reply != REPLY_OK:
-            log.info("key=%s conn=%d peer=%s: subscribe refused with %r", self.key, self.conn_id, self.peer,
-                     reply.strip())
+            log.info("key=%s conn=%d peer=%s: subscribe refused with %s: %s", self.key, self.conn_id, self.peer,
+                     reply.strip().decode(), why)
             self.refuse(reply, prefix)
             return False
         self.subscribed = True
@@ -156,8 +197,13 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     def heartbeats(self, count: int) -> None:
-        """``count`` heartbeats arrived: answer each, move the deadline."""
+        """``count`` heartbeats arrived: answer each, move the deadline (more than the burst: close)."""
         ctx = self.ctx
+        if count > ctx.heartbeat_burst:
+            log.info("key=%s conn=%d peer=%s: %d heartbeats in one read, more than %d, closing", self.key,
+                     self.conn_id, self.peer, count, ctx.heartbeat_burst)
+            self.close(CLOSE_HEARTBEAT_FLOOD)
+            return
         self.write(self.reply_bytes(REPLY_OK) * count)
         ctx.deadlines.heartbeat(self, self.heartbeat)
         ctx.service.stats.heartbeats += count

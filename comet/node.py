@@ -14,12 +14,18 @@ It serves the cluster's ring while it is its name's active comet and nothing whi
 gets ``-n`` / 1001); when the ring changes it closes the connections of the keys it no longer owns (the clients
 reconnect through ``/server/get``), and when fenced it closes them all. ``stop()`` leaves the cluster first, so a
 standby takes over while this node finishes its running pushes.
+
+Security (docs/protocol.md): with ``[auth]`` secrets, subscribes need a token (``comet.auth.SubscribeAuth``,
+whose secrets file is re-read when it changes); ``[limits]`` caps connections and new connections per second per
+source address (``thirdparty.rate_limit.AddressLimiter``, swept by the same tick as the deadlines); with ``[tls]``
+cert and key the client listeners speak TLS (the TLS handshake is bounded by the first-packet timeout).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from typing import Any, Callable
 
@@ -28,6 +34,7 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.tcpserver import TCPServer
 
+from comet.auth import SubscribeAuth
 from comet.channel import ChannelTable
 from comet.client import CometNodeInfo
 from comet.cluster import CLOSE_FENCED, CLOSE_MOVED, CometMembership
@@ -36,15 +43,17 @@ from comet.connection import ClientConnection, ClientContext
 from comet.heartbeat import Deadlines, TimerWheel
 from comet.protocol import SubscribeLimits
 from comet.rpc import CometRPC
-from comet.service import CometService
-from comet.stat import CLOSE_STOPPING, CometStats, make_stat_app
+from comet.service import CometService, TokenCheck, accept_any_token
+from comet.stat import CLOSE_ADDR_CONNS, CLOSE_ADDR_RATE, CLOSE_STOPPING, CometStats, make_stat_app
 from comet.tcp import TcpConnection
 from comet.websocket import WsConnection
 from message.client import MessageAPI, MessageClient, MessagePool
 from message.cluster import MessageDirectory
 from thirdparty.confload import parse_address
+from thirdparty.rate_limit import AddressLimiter, parse_networks
 from thirdparty.ring import Ring
 from thirdparty.rpc_server import RpcServer
+from thirdparty.tls import server_context
 from thirdparty.zk import ZkSession
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,8 @@ STAT_IDLE_TIMEOUT = 30.0  # seconds a stat connection may stay idle or take to s
 CLIENT_BACKLOG = 1024  # pending connections per client listener (the kernel caps it at net.core.somaxconn)
 LEAVE_GRACE = 0.2  # seconds between leaving the cluster and closing the RPC listener: web nodes see the znode go
                    # within milliseconds and send the next pushes to the standby instead
+TLS_SHUTDOWN_TIMEOUT = 5.0  # seconds a TLS peer has to answer our close_notify before the connection is dropped
+LIMIT_LOG_INTERVAL = 60.0  # seconds between two log lines about connections refused by the address limits
 
 
 def _bound_address(sock: socket.socket) -> str:
@@ -70,15 +81,29 @@ def _bind(server: TCPServer, address: str) -> str:
     return _bound_address(sockets[0])
 
 
-async def _serve_clients(factory: Callable[[], ClientConnection], address: str,
-                         servers: list[asyncio.Server]) -> str:
-    """Accept clients on ``host:port`` with the event loop's server (appended to ``servers``); the bound address."""
+async def _serve_clients(factory: Callable[[], ClientConnection], address: str, servers: list[asyncio.Server], *,
+                         tls: ssl.SSLContext | None = None, handshake_timeout: float = 5.0) -> str:
+    """Accept clients on ``host:port`` with the event loop's server (appended to ``servers``), over TLS when
+    ``tls`` is given; the bound address."""
     host, port = parse_address(address)
     sockets = bind_sockets(port, address=host, backlog=CLIENT_BACKLOG)
     loop = asyncio.get_running_loop()
     for sock in sockets:
-        servers.append(await loop.create_server(factory, sock=sock, backlog=CLIENT_BACKLOG))
+        if tls is None:
+            servers.append(await loop.create_server(factory, sock=sock, backlog=CLIENT_BACKLOG))
+        else:
+            servers.append(await loop.create_server(factory, sock=sock, backlog=CLIENT_BACKLOG, ssl=tls,
+                                                    ssl_handshake_timeout=handshake_timeout,
+                                                    ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT))
     return _bound_address(sockets[0])
+
+
+def _address_limiter(config: CometConfig) -> AddressLimiter:
+    limits = config.limits
+    rate = limits.conn_rate_per_addr
+    return AddressLimiter(max_conns=limits.max_conns_per_addr, rate=rate,
+                          burst=limits.conn_burst_per_addr if rate else 0,
+                          exempt=parse_networks(limits.addr_limit_exempt))
 
 
 class CometNode:
@@ -95,6 +120,9 @@ class CometNode:
         self.service: CometService | None = None
         self.addresses: dict[str, list[str]] = {"tcp": [], "ws": [], "rpc": [], "stat": []}
         self._clients: ClientContext | None = None
+        self.address_limiter = _address_limiter(config)
+        self.auth: SubscribeAuth | None = None
+        self._limited_logged = (0, float("-inf"))  # (address refusals at the last log line, when)
         self._client_servers: list[asyncio.Server] = []
         self._rpc: RpcServer | None = None
         self._stat: HTTPServer | None = None
@@ -109,6 +137,10 @@ class CometNode:
     async def start(self) -> None:
         config, limits = self.config, self.config.limits
         cluster = config.zookeeper.enabled
+        token_check: TokenCheck = accept_any_token
+        if config.auth.enabled:
+            token_check = self.auth = SubscribeAuth(config.auth, self.stats)
+        tls = server_context(config.tls.cert, config.tls.key) if config.tls.enabled else None
         if self._injected_message is not None:
             self.message = self._injected_message
         elif cluster:
@@ -118,17 +150,23 @@ class CometNode:
         service = self.service = CometService(
             node_name=config.node.name, ring=Ring({} if cluster else config.ring_nodes()), table=self.table,
             message=self.message, stats=self.stats, max_key_bytes=limits.max_key_bytes,
-            max_message_bytes=limits.max_message_bytes, max_keys_per_push=limits.max_keys_per_push)
+            max_message_bytes=limits.max_message_bytes, max_keys_per_push=limits.max_keys_per_push,
+            token_check=token_check)
         wheel: TimerWheel[Any] = TimerWheel(limits.timer_tick, self._clock())
         deadlines: Deadlines[Any] = Deadlines(wheel, self._clock, first_packet_timeout=limits.first_packet_timeout,
                                               heartbeat_grace=limits.heartbeat_grace)
         sub_limits = SubscribeLimits(max_arg_bytes=limits.max_arg_bytes, max_key_bytes=limits.max_key_bytes,
                                      min_heartbeat=limits.min_heartbeat, max_heartbeat=limits.max_heartbeat)
         clients = self._clients = ClientContext(service, deadlines, sub_limits, max_queue=limits.max_queue,
-                                                max_ws_frame=limits.max_ws_frame)
-        self.addresses["tcp"] = [await _serve_clients(lambda: TcpConnection(clients), address, self._client_servers)
+                                                max_ws_frame=limits.max_ws_frame, addresses=self.address_limiter,
+                                                heartbeat_burst=limits.heartbeat_burst)
+        tcp_tls = tls if config.tls.tcp else None
+        ws_tls = tls if config.tls.ws else None
+        self.addresses["tcp"] = [await _serve_clients(lambda: TcpConnection(clients), address, self._client_servers,
+                                                      tls=tcp_tls, handshake_timeout=limits.first_packet_timeout)
                                  for address in config.bind.tcp]
-        self.addresses["ws"] = [await _serve_clients(lambda: WsConnection(clients), address, self._client_servers)
+        self.addresses["ws"] = [await _serve_clients(lambda: WsConnection(clients), address, self._client_servers,
+                                                     tls=ws_tls, handshake_timeout=limits.first_packet_timeout)
                                 for address in config.bind.ws]
         self._rpc = RpcServer()
         self._rpc.register("CometRPC", CometRPC(service, self.stat))
@@ -139,9 +177,11 @@ class CometNode:
             self.addresses["stat"] = [_bind(self._stat, config.bind.stat)]
         self._ticker = PeriodicCallback(lambda: self._tick(deadlines), limits.timer_tick * 1000)
         self._ticker.start()
-        log.info("node=%s: comet serving tcp=%s ws=%s rpc=%s stat=%s", config.node.name,
-                 ",".join(self.addresses["tcp"]) or "-", ",".join(self.addresses["ws"]) or "-",
-                 self.addresses["rpc"][0], ",".join(self.addresses["stat"]) or "-")
+        log.info("node=%s: comet serving tcp%s=%s ws%s=%s rpc=%s stat=%s; subscribe tokens %s", config.node.name,
+                 "+tls" if tcp_tls else "", ",".join(self.addresses["tcp"]) or "-", "+tls" if ws_tls else "",
+                 ",".join(self.addresses["ws"]) or "-", self.addresses["rpc"][0],
+                 ",".join(self.addresses["stat"]) or "-",
+                 f"required ({len(self.auth.secrets)} secret(s))" if self.auth else "off")
         if cluster:
             await self._join_cluster()
 
@@ -185,15 +225,32 @@ class CometNode:
     def _tick(self, deadlines: Deadlines[Any]) -> None:
         try:
             expired = deadlines.expire()
+            now = deadlines.clock()
+            self.address_limiter.sweep(now)
+            if self.auth is not None:
+                self.auth.reload_if_changed(now)
+            self._log_limited(now)
         except Exception:
             log.error("node=%s: deadline tick failed", self.config.node.name, exc_info=True)
             return
         if expired:
             log.debug("node=%s: %d connection(s) timed out", self.config.node.name, expired)
 
+    def _log_limited(self, now: float) -> None:
+        """One warning per LIMIT_LOG_INTERVAL when the address limits refused connections (never one per refusal:
+        a flood would flood the log)."""
+        refused = self.stats.closes[CLOSE_ADDR_CONNS] + self.stats.closes[CLOSE_ADDR_RATE]
+        logged, when = self._limited_logged
+        if refused > logged and now - when >= LIMIT_LOG_INTERVAL:
+            self._limited_logged = (refused, now)
+            log.warning("node=%s: %d connection(s) refused by the per-address limits since the last report "
+                        "(%d by the cap, %d by the rate, in total)", self.config.node.name, refused - logged,
+                        self.stats.closes[CLOSE_ADDR_CONNS], self.stats.closes[CLOSE_ADDR_RATE])
+
     def stat(self) -> dict[str, Any]:
         """The counters (``GET /stat`` and ``CometRPC.Stat``)."""
-        return self.stats.snapshot({"keys": self.table.channel_count})
+        return self.stats.snapshot({"keys": self.table.channel_count,
+                                    "tracked_addresses": len(self.address_limiter)})
 
     def info(self) -> CometNodeInfo:
         """What this node publishes: its advertised addresses (bound ones when none are configured)."""

@@ -25,12 +25,12 @@ from thirdparty.ring import Ring
 
 log = logging.getLogger(__name__)
 
-TokenCheck = Callable[[Subscribe], bool]
+TokenCheck = Callable[[Subscribe], str]  # "" accepts the subscribe; anything else is why it is refused ("-a")
 
 
-def accept_any_token(subscribe: Subscribe) -> bool:
-    """The token hook until subscribe tokens exist (DESIGN.md section 8): every token is accepted."""
-    return True
+def accept_any_token(subscribe: Subscribe) -> str:
+    """The token check of a comet without secrets (gopush-cluster's behaviour): any token, or none, is fine."""
+    return ""
 
 
 def _reject_constant(name: str) -> Any:
@@ -59,25 +59,28 @@ class CometService:
 
     # -- connections ---------------------------------------------------------------------------------------
 
-    def subscribe(self, conn: Connection, subscribe: Subscribe) -> bytes:
-        """Admit and register ``conn`` (its key already set); return the reply, REPLY_OK when registered.
+    def subscribe(self, conn: Connection, subscribe: Subscribe) -> tuple[bytes, str]:
+        """Admit and register ``conn`` (its key already set): ``(REPLY_OK, "")`` when registered, else the
+        ``-x`` reply and why (for the log line).
 
         The transport must write REPLY_OK before it awaits anything, so that no message can overtake it.
         """
         if not self.owns(subscribe.key):
-            reply = REPLY_NODE
-        elif not self.token_check(subscribe):
-            reply = REPLY_AUTH
+            reply, why = REPLY_NODE, f"key is served by {self.ring.get(subscribe.key)}"
         else:
-            try:
-                self.table.add(conn)
-            except ChannelFull:
-                reply = REPLY_CHANNEL
+            why = self.token_check(subscribe)
+            if why:
+                reply = REPLY_AUTH
             else:
-                self.stats.opened(conn.protocol)
-                return REPLY_OK
+                try:
+                    self.table.add(conn)
+                except ChannelFull as exc:
+                    reply, why = REPLY_CHANNEL, str(exc)
+                else:
+                    self.stats.opened(conn.protocol)
+                    return REPLY_OK, ""
         self.stats.refusals[reply.decode().strip()] += 1
-        return reply
+        return reply, why
 
     def connection_closed(self, conn: Connection, reason: str, subscribed: bool) -> None:
         """The transport's last word on a connection: forget it and count the close."""

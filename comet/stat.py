@@ -22,6 +22,9 @@ CLOSE_OVERFLOW = "queue overflow"
 CLOSE_RPC = "closed by rpc"
 CLOSE_STOPPING = "node stopping"
 CLOSE_REJECTED = "subscribe refused"
+CLOSE_ADDR_CONNS = "too many connections from address"  # limits.max_conns_per_addr, refused at connect
+CLOSE_ADDR_RATE = "connection rate from address"         # limits.conn_rate_per_addr, refused at connect
+CLOSE_HEARTBEAT_FLOOD = "heartbeat flood"                # more than limits.heartbeat_burst in one read
 
 
 class CometStats:
@@ -35,6 +38,7 @@ class CometStats:
         self.subscribes: Counter[str] = Counter()    # successful subscribes by protocol
         self.refusals: Counter[str] = Counter()      # subscribe replies other than +h, by reply ("-p", ...)
         self.closes: Counter[str] = Counter()        # closed connections by reason
+        self.tokens: Counter[str] = Counter()        # subscribe token checks by outcome ("ok", "expired", ...)
         self.pushes = 0             # PushPrivate calls that stored a message and were delivered
         self.multi_pushes = 0       # PushPrivates calls
         self.push_failures = 0      # keys whose push failed (message node unavailable or error)
@@ -60,6 +64,9 @@ class CometStats:
             "refusals": dict(self.refusals),
             "closes": dict(self.closes),
             "queue_overflows": self.closes[CLOSE_OVERFLOW],
+            "tokens": dict(self.tokens),
+            "addr_limited": {"conns_per_addr": self.closes[CLOSE_ADDR_CONNS],
+                             "conn_rate": self.closes[CLOSE_ADDR_RATE]},
             "pushes": self.pushes,
             "multi_pushes": self.multi_pushes,
             "push_failures": self.push_failures,

@@ -19,7 +19,9 @@ connection. A peer that does not answer within ``CLOSE_TIMEOUT`` seconds is drop
 1001; a connection that overflowed its queue or missed its deadline is dropped without a closing handshake.
 
 Any ``Origin`` is accepted: browsers connect from the application's own pages, on other origins than the
-comet's, and the key is not a secret the comet protects (subscribe tokens will be, DESIGN.md section 8).
+comet's, and the key is not a secret the comet protects: a subscribe token (the ``token`` query parameter,
+checked when the comet has secrets, ``comet/auth.py``) is what proves the right to a key. Over TLS (wss://) the
+listener's transport is the event loop's TLS transport; nothing here changes.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from comet.connection import ClientConnection, ClientContext
 from comet.message_codec import wire_form
 from comet.protocol import HEARTBEAT, REPLY_OK, ProtocolError, validate_subscribe
 from comet.stat import (
-    CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_OVERFLOW, CLOSE_PROTOCOL, CLOSE_REJECTED, CLOSE_RPC, CLOSE_STOPPING,
+    CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_HEARTBEAT_FLOOD, CLOSE_OVERFLOW, CLOSE_PROTOCOL,
+    CLOSE_REJECTED, CLOSE_RPC, CLOSE_STOPPING,
 )
 from comet.ws_frames import (
     CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, DATA_OPCODES, OP_CLOSE, OP_PING, FrameError, FrameParser,
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 5.0  # seconds a peer has to answer our close frame
 CLOSE_CODES = {CLOSE_PROTOCOL: CLOSE_POLICY_VIOLATION, CLOSE_RPC: CLOSE_NORMAL, CLOSE_STOPPING: CLOSE_GOING_AWAY,
-               CLOSE_REJECTED: CLOSE_NORMAL}
+               CLOSE_REJECTED: CLOSE_NORMAL, CLOSE_HEARTBEAT_FLOOD: CLOSE_POLICY_VIOLATION}
 ABORT_REASONS = (CLOSE_OVERFLOW, CLOSE_HEARTBEAT, CLOSE_FIRST_PACKET)  # the peer is not listening: no handshake
 WS_REPLY_OK = text_frame(REPLY_OK)
 

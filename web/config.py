@@ -3,7 +3,8 @@
 Load with :func:`load`; unknown keys, wrong types and the semantic checks below raise
 ``thirdparty.confload.ConfigError`` naming the key. The one safety rule: the admin listener may bind a
 non-loopback address only when ``[admin] token`` is set. With ``[zookeeper] hosts`` set (cluster mode) the
-``[comets.*]`` list and ``[message] rpc`` are not used: the nodes come from ZooKeeper.
+``[comets.*]`` list and ``[message] rpc`` are not used: the nodes come from ZooKeeper. ``[tls]`` cert and key turn
+the listeners into HTTPS; the files are loaded at load time, so a node with an unusable certificate does not start.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from comet.client import CometNodeInfo
 from message.client import MessageClientConfig
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.ring import MAX_WEIGHT
+from thirdparty.tls import TlsConfigError, server_context
 from thirdparty.zk_config import ZookeeperConfig
 
 
@@ -120,6 +122,29 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """``[tls]``: HTTPS on the listeners once ``cert`` and ``key`` are set."""
+
+    cert: str = ""       # PEM certificate chain (leaf first); "" = plain HTTP
+    key: str = ""        # PEM private key of cert, unencrypted
+    public: bool = True  # the public listeners serve HTTPS (when cert is set)
+    admin: bool = True   # the admin listeners serve HTTPS (when cert is set)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+    def check(self) -> None:
+        if bool(self.cert) != bool(self.key):
+            raise ConfigError("set both cert and key (or neither)")
+        if self.cert:
+            try:
+                server_context(self.cert, self.key)
+            except TlsConfigError as exc:
+                raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True)
 class WebConfig:
     """A web node's whole configuration."""
 
@@ -129,6 +154,7 @@ class WebConfig:
     message: MessageClientConfig = field(default_factory=MessageClientConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)  # hosts set: comets and message nodes
                                                                          # come from ZooKeeper, not this file
 

@@ -2,7 +2,8 @@
 
 Each listener is a tornado HTTPServer with a hard body cap (twice ``limits.max_body_bytes``: a larger
 body is refused with HTTP 400 and the connection closed, without being buffered), an idle keep-alive
-timeout and a body timeout. A view passed in (tests, standalone mode) belongs to the caller; a view the
+timeout and a body timeout; with ``[tls]`` cert and key it serves HTTPS (public and/or admin listeners, as
+configured). A view passed in (tests, standalone mode) belongs to the caller; a view the
 node builds from its config is closed by :meth:`WebNode.stop`. With ``[zookeeper] hosts`` set, the view the node
 builds follows ZooKeeper (``web/zk_view.py``); a node that cannot reach ZooKeeper within the session timeout
 does not start.
@@ -10,6 +11,7 @@ does not start.
 from __future__ import annotations
 
 import logging
+import ssl
 
 import tornado.web
 from tornado.httpserver import HTTPServer
@@ -17,9 +19,10 @@ from tornado.httpserver import HTTPServer
 from comet.client import CometAPI, CometClient, CometNodeInfo
 from message.client import MessageClient
 from thirdparty.confload import parse_address
+from thirdparty.tls import server_context
 from web.app import make_admin_app, make_public_app
 from web.cluster import ClusterView, CometClientFactory
-from web.config import WebConfig
+from web.config import WebConfig, is_loopback
 from web.zk_view import ZkClusterSource
 
 log = logging.getLogger(__name__)
@@ -62,10 +65,18 @@ class WebNode:
             self._view = self._zk.view
         elif self._view is None:
             self._view = build_view(self.config)
-        self._listen(make_public_app(self._view, self.config), self.config.public.bind, "public")
-        self._listen(make_admin_app(self._view, self.config), self.config.admin.bind, "admin")
+        tls_config = self.config.tls
+        tls = server_context(tls_config.cert, tls_config.key) if tls_config.enabled else None
+        self._listen(make_public_app(self._view, self.config), self.config.public.bind, "public",
+                     tls if tls_config.public else None)
+        admin_tls = tls if tls_config.admin else None
+        self._listen(make_admin_app(self._view, self.config), self.config.admin.bind, "admin", admin_tls)
         if self.config.admin.token:
             log.info("admin: bearer token required")
+            exposed = [bind for bind in self.config.admin.bind if not is_loopback(parse_address(bind)[0])]
+            if exposed and admin_tls is None:
+                log.warning("admin: listening on %s without TLS: the bearer token crosses the network in clear "
+                            "unless a TLS proxy is in front (set [tls] cert and key)", exposed[0])
 
     async def stop(self) -> None:
         servers, self._servers = self._servers, []
@@ -81,12 +92,13 @@ class WebNode:
             await view.close()
         log.info("web node stopped")
 
-    def _listen(self, app: tornado.web.Application, binds: list[str], what: str) -> None:
+    def _listen(self, app: tornado.web.Application, binds: list[str], what: str,
+                tls: ssl.SSLContext | None) -> None:
         limits = self.config.limits
         server = HTTPServer(app, max_body_size=limits.hard_body_cap, idle_connection_timeout=limits.idle_timeout,
-                            body_timeout=limits.body_timeout)
+                            body_timeout=limits.body_timeout, ssl_options=tls)
         self._servers.append(server)
         for bind in binds:
             host, port = parse_address(bind)
             server.listen(port, address=host)
-            log.info("%s: listening on %s", what, bind)
+            log.info("%s: listening on %s%s", what, bind, " (https)" if tls else "")

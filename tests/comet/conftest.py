@@ -16,7 +16,8 @@ from comet.node import CometNode
 from tests.comet.clients import TRANSPORTS
 from tests.comet.fakes import FakeMessage
 
-BOTH_LOOPS = {"test_transports.py", "test_tcp.py", "test_websocket.py", "test_ws_wire.py"}
+BOTH_LOOPS = {"test_transports.py", "test_tcp.py", "test_websocket.py", "test_ws_wire.py", "test_tokens.py",
+              "test_addr_limits.py", "test_tls.py"}
 
 try:
     import uvloop
