@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Callable, Mapping
+import time
+from typing import Any, Callable, Mapping
 
 from comet.client import CometNodeInfo
 from thirdparty.ring import MAX_WEIGHT
@@ -80,6 +81,7 @@ class CometMembership:
         self._grace_timer: asyncio.TimerHandle | None = None
         self._unreachable = False
         self._stopped = False
+        self.fenced: tuple[float, str] | None = None  # (wall-clock time, cause) of the last fencing
 
     @property
     def name(self) -> str:
@@ -111,6 +113,25 @@ class CometMembership:
             await self._registration.cancel()
         if self._watch is not None:
             await self._watch.cancel()
+
+    def state(self) -> dict[str, Any]:
+        """This process's place in the cluster, for ``GET /stat``: role, znode, the ring and its weight share."""
+        if self._stopped:
+            role = "leaving"
+        elif self.active:
+            role = "active"
+        elif self._unreachable:
+            role = "unreachable"
+        elif self._registration is None or self._registration.child is None:
+            role = "unregistered"
+        else:
+            role = "standby"
+        ring = self.ring or {}
+        total = sum(ring.values())
+        return {"mode": "zookeeper", "role": role, "znode": self.znode, "ring": dict(ring),
+                "weight_share": round(ring.get(self.name, 0) / total, 4) if total and self.active else 0.0,
+                "standbys": self.standbys(),
+                "last_fenced": None if self.fenced is None else {"at": self.fenced[0], "cause": self.fenced[1]}}
 
     def standbys(self) -> list[str]:
         """Znode names of this name's entries after the active one, in promotion order (for logs and tests)."""
@@ -168,6 +189,7 @@ class CometMembership:
             log.info("node=%s: leaving the cluster", self.name)
             return
         log.warning("node=%s: fenced (%s): stop serving", self.name, cause)
+        self.fenced = (time.time(), cause)
         self._call(self._on_fenced, cause)
 
     def _call(self, callback: Callable[..., None], *args: object) -> None:

@@ -249,8 +249,12 @@ class CometNode:
 
     def stat(self) -> dict[str, Any]:
         """The counters (``GET /stat`` and ``CometRPC.Stat``)."""
+        cluster = (self._membership.state() if self._membership is not None
+                   else {"mode": "zookeeper" if self.config.zookeeper.enabled else "static",
+                         "role": "leaving" if self._leaving else "starting" if self.config.zookeeper.enabled
+                         else "active"})
         return self.stats.snapshot({"keys": self.table.channel_count,
-                                    "tracked_addresses": len(self.address_limiter)})
+                                    "tracked_addresses": len(self.address_limiter), "cluster": cluster})
 
     def info(self) -> CometNodeInfo:
         """What this node publishes: its advertised addresses (bound ones when none are configured)."""

@@ -95,8 +95,12 @@ async def test_a_second_process_of_a_name_is_a_standby_and_takes_over_on_stop(jo
     assert second.membership.ring == {"node1": 1}
     standby = second.membership.znode.rsplit("/", 1)[1]
     await eventually(lambda: first.membership.standbys() == [standby])   # first's own view catches up
+    assert first.membership.state()["role"] == "active" and second.membership.state()["role"] == "standby"
+    assert first.membership.state()["standbys"] == [standby] and first.membership.state()["weight_share"] == 1.0
+    assert second.membership.state()["weight_share"] == 0.0
     await first.membership.stop()
     await eventually(lambda: second.active)
+    assert first.membership.state()["role"] == "leaving" and second.membership.state()["role"] == "active"
     assert first.events[-1] == ("active", False) and first.fences() == []   # a clean stop is no fencing
     assert second.events[-1] == ("active", True)
 
@@ -107,6 +111,7 @@ async def test_session_expiry_fences_the_active_and_promotes_the_standby(join, z
     old_znode = first.membership.znode
     await asyncio.to_thread(expire_session, zk_server.hosts, first.session.client_id)
     await eventually(lambda: first.fences() == ["session lost"])
+    assert first.membership.state()["last_fenced"]["cause"] == "session lost"
     await eventually(lambda: second.active)
     # the fenced process registers again, behind the new active one
     await eventually(lambda: first.membership.znode not in (None, old_znode))
