@@ -1,9 +1,10 @@
-"""The ``pushcluster`` command: run one role, or all three in one process (``standalone``).
+"""The ``pushcluster`` command: run one role, all three in one process (``standalone``), or a whole local cluster.
 
 ``pushcluster message|comet|web -c FILE`` hands over to that role's own entry point. ``pushcluster
 standalone`` builds the three role configs in code (SQLite store, or Redis with ``--redis``; no ZooKeeper),
 starts message, comet and web in one event loop, prints where to connect, and stops them in reverse order on
-SIGTERM/SIGINT. This is the one module that imports every role.
+SIGTERM/SIGINT. ``pushcluster cluster`` runs ZooKeeper, Redis and every role as child processes on loopback
+(``thirdparty/local_cluster.py``, configs in ``conf/cluster/``). This is the one module that imports every role.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import comet.__main__
@@ -20,7 +22,9 @@ from comet import config as comet_config
 from comet.node import CometNode
 from message import config as message_config
 from message.node import MessageNode
+from thirdparty import local_cluster
 from thirdparty.confload import ConfigError
+from thirdparty.local_cluster_config import DEFAULT_PORT_BASE, PORT_SPAN
 from thirdparty.runtime import CONFIG_ERROR, STARTUP_FAILURE, Node, logging_from_args, run_node
 from web import config as web_config
 from web.node import WebNode
@@ -135,9 +139,38 @@ def run_standalone(argv: Sequence[str]) -> int:
     return code
 
 
-USAGE = """usage: pushcluster {standalone,message,comet,web} [options]
+def cluster_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pushcluster cluster",
+        description="a whole cluster on loopback, each part a child process: ZooKeeper, Redis shards, message "
+                    "nodes, comets (with a standby) and web nodes, as conf/cluster/cluster.conf lists them")
+    p.add_argument("--conf-dir", default="conf/cluster", metavar="DIR",
+                   help="cluster.conf and one <name>.conf per role process (default conf/cluster)")
+    p.add_argument("--data-dir", default="pushcluster-data/cluster", metavar="DIR",
+                   help="ZooKeeper data and Redis AOF files, kept across restarts (default pushcluster-data/cluster)")
+    p.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE, metavar="N",
+                   help=f"move the ports of the configs ({DEFAULT_PORT_BASE}-{DEFAULT_PORT_BASE + PORT_SPAN - 1}) "
+                        f"to N..N+{PORT_SPAN - 1}, e.g. to run a second cluster (default {DEFAULT_PORT_BASE})")
+    p.add_argument("--log-config", metavar="PATH", help="logging.config.fileConfig file for the supervisor")
+    return p
+
+
+def run_cluster(argv: Sequence[str]) -> int:
+    parser = cluster_parser()
+    args = parser.parse_args(argv)
+    logging_from_args(parser, args.log_config)
+    try:
+        return local_cluster.run(Path(args.conf_dir), Path(args.data_dir), args.port_base,
+                                 announce=lambda text: print(text, flush=True))
+    except local_cluster.ClusterError as exc:
+        print(f"pushcluster cluster: {exc}", file=sys.stderr)
+        return exc.code
+
+
+USAGE = """usage: pushcluster {standalone,cluster,message,comet,web} [options]
 
   standalone          web + comet + message in one process (SQLite store; --redis URL for Redis)
+  cluster             ZooKeeper, Redis and every role as processes on loopback (see conf/cluster/README.md)
   message -c FILE     run a message node (see conf/message.conf)
   comet -c FILE       run a comet node (see conf/comet.conf)
   web -c FILE         run a web node (see conf/web.conf)
@@ -153,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "standalone":
         return run_standalone(rest)
+    if command == "cluster":
+        return run_cluster(rest)
     if command in ROLES:
         return ROLES[command](rest)
     print(f"pushcluster: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

@@ -9,7 +9,6 @@ which then stops them in order.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import resource
@@ -23,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thirdparty.parent_death import die_with_parent as die_with_parent  # re-exported for the scenarios
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 LOG_CONFIG = REPO / "conf" / "logging.conf"  # the roles log as in production: INFO, access log at WARNING
-PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 20.0
 STOP_GRACE = 8.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -40,12 +40,6 @@ def raise_nofile() -> int:
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
-
-
-def die_with_parent(signum: int = signal.SIGTERM) -> None:
-    """Ask the kernel to send ``signum`` to this process when its parent exits (Linux prctl)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
 
 
 def _child_setup() -> None:  # runs in the child between fork and exec: no locks, no logging

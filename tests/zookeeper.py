@@ -1,9 +1,9 @@
 """A real ZooKeeper server for the tests, and the failures the cluster tests inflict on it.
 
-The server is Debian's ``zookeeper`` package run directly with java and a generated ``zoo.cfg`` (standalone, a
-free loopback port, tickTime 200 ms so that sessions down to 0.4 s can be negotiated, sessions and data kept in a
-temporary directory so that a restart keeps them, as a real one does). Readiness is the ``srvr`` four-letter
-command answering with a ``Mode:`` line.
+The server is :class:`thirdparty.zk_server.ZooKeeperServer` (Debian's ``zookeeper`` package run directly with java
+and a generated ``zoo.cfg``) on a free loopback port, tickTime 200 ms so that sessions down to 0.4 s can be
+negotiated, sessions and data kept in a temporary directory so that a restart keeps them, as a real one does.
+Readiness is the ``srvr`` four-letter command answering with a ``Mode:`` line.
 
 Failures, all real:
 
@@ -15,10 +15,7 @@ Failures, all real:
 """
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 import uuid
@@ -26,51 +23,28 @@ import uuid
 from kazoo.client import KazooClient
 
 from tests.helpers import free_port
+from thirdparty import zk_server
+from thirdparty.zk_server import SLF4J_NOP_JAR, ZOOKEEPER_JAR, four_letter
 
-ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
-SLF4J_NOP_JAR = "/usr/share/java/slf4j-nop.jar"
+__all__ = ["SLF4J_NOP_JAR", "START_TIMEOUT", "TICK_MS", "ZOOKEEPER_JAR", "ZooKeeperServer", "expire_session",
+           "four_letter", "make_chroot", "missing_zookeeper"]
+
 TICK_MS = 200
 START_TIMEOUT = 30.0
 
 
 def missing_zookeeper() -> str:
     """Why a server cannot be started here ("" when it can)."""
-    if shutil.which("java") is None:
-        return "java is not installed (bash .ci/run installs the zookeeper package, which brings it)"
-    if not os.path.exists(ZOOKEEPER_JAR):
-        return f"{ZOOKEEPER_JAR} is missing (apt-get install zookeeper, or bash .ci/run)"
-    return ""
+    why = zk_server.missing_zookeeper()
+    return f"{why}; bash .ci/run installs it" if why else ""
 
 
-def four_letter(host: str, port: int, command: bytes, timeout: float = 1.0) -> bytes:
-    """The reply to a ZooKeeper four-letter command (b"" when nothing answers)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(command)
-            chunks = []
-            while True:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-    except OSError:
-        return b""
-
-
-class ZooKeeperServer:
-    """One standalone ZooKeeper server process on 127.0.0.1:<free port>."""
+class ZooKeeperServer(zk_server.ZooKeeperServer):
+    """One standalone ZooKeeper server process on 127.0.0.1:<free port>, its files in a temporary directory."""
 
     def __init__(self) -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="pushcluster-zk-")
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(tempfile.mkdtemp(prefix="pushcluster-zk-"), free_port(), tick_ms=TICK_MS)
         self.controllable = True
-        os.mkdir(os.path.join(self.dir, "data"))
-        with open(os.path.join(self.dir, "zoo.cfg"), "w", encoding="ascii") as cfg:
-            cfg.write(f"tickTime={TICK_MS}\ndataDir={self.dir}/data\nclientPort={self.port}\n"
-                      f"clientPortAddress={self.host}\nmaxClientCnxns=0\nadmin.enableServer=false\n"
-                      "4lw.commands.whitelist=ruok,srvr\n")
 
     @classmethod
     def external(cls, hosts: str) -> ZooKeeperServer:
@@ -81,41 +55,17 @@ class ZooKeeperServer:
         return server
 
     @property
-    def hosts(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
     def running(self) -> bool:
-        return not self.controllable or (self.proc is not None and self.proc.poll() is None)
+        return not self.controllable or super().running
 
-    def start(self) -> None:
+    def start(self, timeout: float = START_TIMEOUT) -> None:
         self._require_control()
-        if self.running:
-            return
-        log = open(os.path.join(self.dir, "zk.log"), "ab")
-        with log:
-            self.proc = subprocess.Popen(
-                ["java", "-Xmx64m", "-XX:+UseSerialGC", "-cp", f"{ZOOKEEPER_JAR}:{SLF4J_NOP_JAR}",
-                 "org.apache.zookeeper.server.ZooKeeperServerMain", os.path.join(self.dir, "zoo.cfg")],
-                stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        while b"Mode:" not in four_letter(self.host, self.port, b"srvr"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"ZooKeeper did not start on {self.hosts}; see {self.dir}/zk.log")
-            time.sleep(0.02)
+        super().start(timeout)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = zk_server.STOP_GRACE) -> None:
         """Stop the server (SIGTERM, as an operator would); the data directory stays for a restart."""
         self._require_control()
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.proc = None
+        super().stop(grace)
 
     def restart(self, down_for: float = 0.0) -> None:
         self.stop()
