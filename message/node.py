@@ -5,6 +5,7 @@ deregisters first, so callers stop choosing it before it stops answering.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Callable
@@ -23,6 +24,7 @@ from thirdparty.zk import Registration, ZkSession
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 2.0  # seconds that calls already running get to answer when the node stops
+LEAVE_GRACE = 0.2  # seconds a deregistered node goes on serving while the comet and web nodes' watches drop it
 
 
 async def open_storage(config: StorageConfig, *, now_ns: Callable[[], int] = time.time_ns) -> Storage:
@@ -67,6 +69,7 @@ class MessageNode:
         if self._registration is not None:
             await self._registration.cancel()
             self._registration = None
+            await asyncio.sleep(LEAVE_GRACE)   # callers pick this node until their watch has followed: keep answering
         if self._server is not None:
             await self._server.close_all(STOP_GRACE)
             self._server = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from typing import AsyncIterator, Awaitable, Callable, Iterator
+from typing import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import pytest
 import redis
@@ -34,11 +34,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class RedisServer:
-    """One redis-server subprocess on 127.0.0.1:<free port>."""
+    """One redis-server subprocess on 127.0.0.1:<free port>.
 
-    def __init__(self) -> None:
+    ``options`` are extra redis-server arguments, given after the defaults so that they override them (e.g.
+    ``("--appendonly", "yes", "--appendfsync", "always")``). :meth:`kill` and :meth:`start` again bring the server
+    back on the same port with the same data directory.
+    """
+
+    def __init__(self, options: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="pushcluster-redis-")
+        self.options = list(options)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,9 +54,17 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no", "--loglevel", "warning"],
+             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no", "--loglevel", "warning",
+             *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port("127.0.0.1", self.port)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing is flushed on the way out; the data directory stays for :meth:`start`."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None:

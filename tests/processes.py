@@ -71,3 +71,63 @@ class RoleProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def tracebacks(processes: list[RoleProcess]) -> dict[str, str]:
+    """``{process name: its log}`` for every process whose log holds a Python traceback (an expected fault must be
+    logged as one clear line, never with a traceback)."""
+    logs = {process.name: process.log() for process in processes}
+    return {name: text for name, text in logs.items() if "Traceback (most recent call last)" in text}
+
+
+# -- additions for the fault and soak tests (tests/chaos, tests/soak) --------------------------------------------
+
+def pid_of(process: RoleProcess) -> int:
+    """The OS pid of a started process."""
+    assert process.proc is not None, f"{process.name} was never started"
+    return process.proc.pid
+
+
+def send_signal(process: RoleProcess, signum: int) -> None:
+    """Send ``signum`` and return at once (RoleProcess.kill / terminate wait for the exit)."""
+    if process.proc is not None and process.proc.poll() is None:
+        process.proc.send_signal(signum)
+
+
+def exit_code(process: RoleProcess, timeout: float) -> int | None:
+    """The exit code, waiting up to ``timeout`` seconds for it; None if the process still runs."""
+    if process.proc is None:
+        return None
+    try:
+        return process.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors process ``pid`` has open (Linux /proc)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of process ``pid`` in KiB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class CommandProcess(RoleProcess):
+    """A process started as ``python -m <module> <args>`` (e.g. ``pushcluster standalone ...``), logged like a
+    RoleProcess (its ``config`` file is written but not passed)."""
+
+    def __init__(self, module: str, name: str, args: list[str], directory: Path) -> None:
+        super().__init__(module, name, {}, directory)
+        self.args = list(args)
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PUSHCLUSTER_LOOP": "asyncio"}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", self.role, *self.args],
+                                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

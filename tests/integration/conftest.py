@@ -121,3 +121,48 @@ async def ws_subscribe(url: str, key: str, version: str | None = "1.0") -> Any:
     conn = await websockets.connect(f"{url}/sub?{query}")
     assert await asyncio.wait_for(conn.recv(), 5) == "+h\r\n"
     return conn
+
+
+@dataclass
+class WebApi:
+    """A web node's HTTP API seen from a back end and a client: pushes (admin listener) and fetches (public)."""
+
+    public: str
+    admin: str
+    http: httpx.AsyncClient
+
+    async def push(self, key: str, body: Any, expire: int = 600) -> dict[str, Any]:
+        """POST /push/private; the reply envelope (``ret``, and ``data`` with ``mid`` and ``online`` when 0)."""
+        reply = await self.http.post(f"{self.admin}/push/private", params={"key": key, "expire": expire},
+                                     content=json.dumps(body))
+        assert reply.status_code == 200, reply.text
+        result: dict[str, Any] = reply.json()
+        return result
+
+    async def mprivate(self, keys: list[str], body: Any, expire: int = 600) -> dict[str, Any]:
+        """POST /push/mprivate; the reply envelope (``data.fk`` lists the keys that failed)."""
+        reply = await self.http.post(f"{self.admin}/push/mprivate", params={"expire": expire},
+                                     content=json.dumps({"m": json.dumps(body), "k": ",".join(keys)}))
+        assert reply.status_code == 200, reply.text
+        result: dict[str, Any] = reply.json()
+        return result
+
+    async def fetch(self, key: str, mid: int = 0) -> dict[str, Any]:
+        """GET /1/msg/get once; the reply envelope."""
+        reply = await self.http.get(f"{self.public}/1/msg/get", params={"k": key, "m": mid})
+        assert reply.status_code == 200, reply.text
+        result: dict[str, Any] = reply.json()
+        return result
+
+    async def fetch_all(self, key: str, mid: int = 0) -> list[tuple[int, Any]]:
+        """Every stored ``(mid, message)`` of ``key`` after ``mid``, fetching again from the last mid until an empty
+        reply (as a client does); fails the test on a non-zero ret or a trimmed reply."""
+        out: list[tuple[int, Any]] = []
+        while True:
+            reply = await self.fetch(key, mid)
+            assert reply["ret"] == 0 and not reply.get("data", {}).get("trimmed"), reply
+            batch = [(item["mid"], item["msg"]) for item in reply.get("data", {}).get("msgs", [])]
+            if not batch:
+                return out
+            out.extend(batch)
+            mid = batch[-1][0]
