@@ -20,6 +20,7 @@ import message.__main__
 import web.__main__
 from comet import config as comet_config
 from comet.node import CometNode
+from comet.subscriber_cli import listen_main
 from message import config as message_config
 from message.node import MessageNode
 from thirdparty import local_cluster
@@ -28,6 +29,7 @@ from thirdparty.local_cluster_config import DEFAULT_PORT_BASE, PORT_SPAN
 from thirdparty.runtime import CONFIG_ERROR, STARTUP_FAILURE, Node, logging_from_args, run_node
 from web import config as web_config
 from web.node import WebNode
+from web.push_cli import push_main
 
 ROLES = {"message": message.__main__.main, "comet": comet.__main__.main, "web": web.__main__.main}
 
@@ -167,13 +169,15 @@ def run_cluster(argv: Sequence[str]) -> int:
         return exc.code
 
 
-USAGE = """usage: pushcluster {standalone,cluster,message,comet,web} [options]
+USAGE = """usage: pushcluster {standalone,cluster,message,comet,web,listen,push} [options]
 
   standalone          web + comet + message in one process (SQLite store; --redis URL for Redis)
   cluster             ZooKeeper, Redis and every role as processes on loopback (see conf/cluster/README.md)
   message -c FILE     run a message node (see conf/message.conf)
   comet -c FILE       run a comet node (see conf/comet.conf)
   web -c FILE         run a web node (see conf/web.conf)
+  listen KEY          subscribe KEY and print each message as a JSON line (client SDK)
+  push KEY MESSAGE    push MESSAGE (JSON) to KEY through a web node's admin API (server SDK)
 
 Run 'pushcluster COMMAND --help' for a command's options."""
 
@@ -188,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_standalone(rest)
     if command == "cluster":
         return run_cluster(rest)
+    if command == "listen":
+        return listen_main(rest)
+    if command == "push":
+        return push_main(rest)
     if command in ROLES:
         return ROLES[command](rest)
     print(f"pushcluster: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
