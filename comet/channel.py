@@ -41,6 +41,8 @@ class Connection(Protocol):
         """"tcp" or "ws" (for counters)."""
         ...
 
+    since_mid: int  # the key's last mid when it subscribed: it never received that mid or an older one
+
     def send(self, message: EncodedMessage) -> bool:
         """Queue the message; False when it cannot be (queue overflowed, or the connection is closing)."""
         ...
@@ -55,15 +57,17 @@ class ChannelFull(Exception):
 
 
 class Channel:
-    """One key: its connections (by conn_id, in subscribe order) and its lock, made on first use."""
+    """One key: its connections (by conn_id, in subscribe order), its lock (made on first use), and the last mid
+    written to it while the channel lived (what its connections can acknowledge)."""
 
-    __slots__ = ("key", "connections", "_lock", "lock_users")
+    __slots__ = ("key", "connections", "_lock", "lock_users", "last_mid")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.connections: dict[int, Connection] = {}
         self._lock: asyncio.Lock | None = None
         self.lock_users = 0  # holders and waiters of the lock
+        self.last_mid = 0
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -99,8 +103,8 @@ class ChannelTable:
         channel = self._channels.get(key)
         return len(channel.connections) if channel is not None else 0
 
-    def add(self, conn: Connection) -> None:
-        """Register a subscribed connection; ChannelFull when its key has no room left."""
+    def add(self, conn: Connection) -> Channel:
+        """Register a subscribed connection (its channel is returned); ChannelFull when its key has no room left."""
         channel = self._channels.get(conn.key)
         if channel is None:
             channel = self._channels[conn.key] = Channel(conn.key)
@@ -108,6 +112,7 @@ class ChannelTable:
             raise ChannelFull(f"key has {len(channel.connections)} connections already")
         channel.connections[conn.conn_id] = conn
         self._connection_count += 1
+        return channel
 
     def remove(self, conn: Connection) -> bool:
         """Forget a connection; False when it was not registered (already removed)."""
@@ -118,6 +123,10 @@ class ChannelTable:
         self._connection_count -= 1
         self._drop_if_unused(channel)
         return True
+
+    def channel(self, key: str) -> Channel | None:
+        """The key's channel, if it has one now (connections, or its lock held or awaited)."""
+        return self._channels.get(key)
 
     def get(self, key: str) -> list[Connection]:
         """A snapshot of the key's connections (safe to use while sending closes some of them)."""

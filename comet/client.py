@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from thirdparty.confload import ConfigError, parse_address
 from thirdparty.rpc_client import RemoteError, RpcClient
@@ -26,10 +26,15 @@ SERVICE = "CometRPC"
 
 @dataclass(frozen=True, slots=True)
 class PushResult:
-    """The mid the message got and the number of connections it was written to."""
+    """The mid the message got, the number of connections it was written to, and its outcome when the push asked
+    for one (``comet/ack_waiters.py``: "acked", "written", "offline", "timeout"; else "")."""
 
     mid: int
     online: int
+    outcome: str = ""
+
+
+OUTCOMES = ("acked", "written", "offline", "timeout")
 
 
 @dataclass(frozen=True)
@@ -81,11 +86,17 @@ class CometNodeInfo:
 class CometAPI(Protocol):
     """What the web needs from a comet node (``CometClient``, or a fake in tests)."""
 
-    async def push_private(self, key: str, msg: bytes, expire: int) -> PushResult:
-        """Assign ``msg`` the key's next mid, store it for ``expire`` s (0 = not stored), write it to the key."""
+    async def push_private(self, key: str, msg: bytes, expire: int, meta: Mapping[str, Any] | None = None, *,
+                           timeout: float | None = None) -> PushResult:
+        """Assign ``msg`` the key's next mid, store it for ``expire`` s (0 = not stored), write it to the key.
+        ``meta`` (comet/ack_waiters.py) adds trace data and may ask for the outcome; ``timeout`` bounds the call."""
 
     async def push_privates(self, keys: Sequence[str], msg: bytes, expire: int) -> list[str]:
         """``push_private`` for many keys of this node; returns the keys that failed."""
+
+    async def push_privates_meta(self, keys: Sequence[str], msg: bytes, expire: int, meta: Mapping[str, Any], *,
+                                 timeout: float | None = None) -> tuple[list[str], dict[str, str]]:
+        """``push_privates`` with ``meta``: (the keys that failed, the outcome of each pushed key when asked)."""
 
     async def close_key(self, key: str) -> int:
         """Close the key's connections; returns how many were closed."""
@@ -107,11 +118,17 @@ class CometClient(CometAPI):
         self.address = address
         self._rpc = RpcClient(address, timeout=timeout)
 
-    async def push_private(self, key: str, msg: bytes, expire: int) -> PushResult:
-        reply = await self._rpc.call(f"{SERVICE}.PushPrivate", key, msg, expire)
+    async def push_private(self, key: str, msg: bytes, expire: int, meta: Mapping[str, Any] | None = None, *,
+                           timeout: float | None = None) -> PushResult:
+        params = (key, msg, expire) if meta is None else (key, msg, expire, dict(meta))
+        reply = await self._rpc.call(f"{SERVICE}.PushPrivate", *params, timeout=timeout)
         if not isinstance(reply, dict):
             raise _malformed("PushPrivate", reply)
-        return PushResult(mid=_int(reply.get("mid"), "PushPrivate"), online=_int(reply.get("online"), "PushPrivate"))
+        outcome = reply.get("outcome", "")
+        if outcome and outcome not in OUTCOMES:
+            raise _malformed("PushPrivate", reply)
+        return PushResult(mid=_int(reply.get("mid"), "PushPrivate"), online=_int(reply.get("online"), "PushPrivate"),
+                          outcome=outcome)
 
     async def push_privates(self, keys: Sequence[str], msg: bytes, expire: int) -> list[str]:
         reply = await self._rpc.call(f"{SERVICE}.PushPrivates", list(keys), msg, expire)
@@ -119,6 +136,17 @@ class CometClient(CometAPI):
         if not isinstance(failed, list) or not all(isinstance(key, str) for key in failed):
             raise _malformed("PushPrivates", reply)
         return failed
+
+    async def push_privates_meta(self, keys: Sequence[str], msg: bytes, expire: int, meta: Mapping[str, Any], *,
+                                 timeout: float | None = None) -> tuple[list[str], dict[str, str]]:
+        reply = await self._rpc.call(f"{SERVICE}.PushPrivates", list(keys), msg, expire, dict(meta), timeout=timeout)
+        failed = reply.get("fk") if isinstance(reply, dict) else None
+        outcomes = reply.get("outcomes", {}) if isinstance(reply, dict) else None
+        if (not isinstance(failed, list) or not all(isinstance(key, str) for key in failed)
+                or not isinstance(outcomes, dict)
+                or not all(isinstance(key, str) and value in OUTCOMES for key, value in outcomes.items())):
+            raise _malformed("PushPrivates", reply)
+        return failed, outcomes
 
     async def close_key(self, key: str) -> int:
         return _int(await self._rpc.call(f"{SERVICE}.Close", key), "Close")

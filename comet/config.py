@@ -5,7 +5,8 @@ Load with ``load(path)``; unknown keys, wrong types and the semantic checks belo
 WebSocket :6968, heartbeat >= 30 s, 5 s first packet, 64 connections per key, 128 queued messages). With
 ``[zookeeper] hosts`` set the node runs in cluster mode (``comet/cluster.py``) and ``[ring]`` must stay empty.
 ``[auth]`` (subscribe tokens) is ``comet.auth.AuthConfig``; its secrets and the ``[tls]`` files are read and
-checked at load time, so a node with an unusable secret or certificate does not start.
+checked at load time, so a node with an unusable secret or certificate does not start. ``[trace]`` batches the
+node's delivery-trace records (``thirdparty.trace_buffer.TraceBufferConfig``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.rate_limit import parse_networks
 from thirdparty.ring import MAX_WEIGHT
 from thirdparty.tls import TlsConfigError, server_context
+from thirdparty.trace_buffer import TraceBufferConfig
 from thirdparty.zk_config import ZookeeperConfig
 
 LOOPBACK_FOR_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1"}
@@ -113,10 +115,14 @@ class LimitsConfig:
     conn_rate_per_addr: float = 50.0   # new connections per second one address may keep up; 0: no rate limit
     conn_burst_per_addr: int = 200     # new connections one address may open at once before the rate applies
     addr_limit_exempt: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])  # not limited
+    max_acks_per_read: int = 256       # most acks one read may carry; more closes the connection
+    max_ack_waits: int = 10000         # pushes waiting for an ack at once (wait=acked); more are answered "written"
+    max_push_wait: float = 60.0        # longest ack wait a push may ask for, seconds
 
     def check(self) -> None:
         for name in ("max_conns_per_key", "max_queue", "max_key_bytes", "max_arg_bytes", "min_heartbeat",
-                     "max_message_bytes", "max_keys_per_push", "max_ws_frame", "heartbeat_burst"):
+                     "max_message_bytes", "max_keys_per_push", "max_ws_frame", "heartbeat_burst", "max_acks_per_read",
+                     "max_ack_waits"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         if self.max_conns_per_addr < 0 or self.conn_rate_per_addr < 0 or self.conn_burst_per_addr < 0:
@@ -137,6 +143,8 @@ class LimitsConfig:
             raise ConfigError("heartbeat_grace must be >= 0")
         if not 0.01 <= self.timer_tick <= 10:
             raise ConfigError("timer_tick must be 0.01..10 seconds")
+        if not 0 < self.max_push_wait <= 3600:
+            raise ConfigError("max_push_wait must be > 0 and <= 3600 seconds")
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,7 @@ class CometConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)  # subscribe tokens (off without secrets)
     tls: TlsConfig = field(default_factory=TlsConfig)
     zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)  # hosts set: cluster mode
+    trace: TraceBufferConfig = field(default_factory=TraceBufferConfig)  # delivery trace records for MessageRPC
 
     def check(self) -> None:
         if self.ring.nodes and self.node.name not in self.ring.nodes:

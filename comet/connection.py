@@ -19,7 +19,9 @@ Admission by source address (``thirdparty.rate_limit.AddressLimiter``: connectio
 per second per address) happens in ``connection_made``, before anything is read: a connection over a limit is
 aborted at once, with no reply (docs/protocol.md, "Limits"). An admitted connection keeps a reference to its
 address's slot and gives it back in ``connection_lost``. A read carrying more than ``limits.heartbeat_burst``
-heartbeats closes the connection: each heartbeat is answered, so a flood of them would fill the write buffer.
+heartbeats closes the connection: each heartbeat is answered, so a flood of them would fill the write buffer; so
+does a read carrying more than ``limits.max_acks_per_read`` acks (each costs a trace record). A connection keeps
+one number for acks (``since_mid``), never a list of what it was sent.
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ from comet.message_codec import EncodedMessage
 from comet.protocol import REPLY_OK, Subscribe, SubscribeLimits
 from comet.service import CometService
 from comet.stat import (
-    CLOSE_ADDR_CONNS, CLOSE_ADDR_RATE, CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_HEARTBEAT_FLOOD,
-    CLOSE_OVERFLOW,
+    CLOSE_ACK_FLOOD, CLOSE_ADDR_CONNS, CLOSE_ADDR_RATE, CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT,
+    CLOSE_HEARTBEAT_FLOOD, CLOSE_OVERFLOW,
 )
 from thirdparty.rate_limit import AddressLimiter, AddressSlot, Refused
 
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 REFUSAL_REASONS = {Refused.CONNS: CLOSE_ADDR_CONNS, Refused.RATE: CLOSE_ADDR_RATE}
 DEFAULT_HEARTBEAT_BURST = 16
+DEFAULT_MAX_ACKS_PER_READ = 256
 
 
 def peer_host(address: Any) -> str:
@@ -63,11 +66,12 @@ class ClientContext:
     """What every client connection of a node shares: one object per node, referenced by each connection."""
 
     __slots__ = ("service", "deadlines", "limits", "max_queue", "max_ws_frame", "sessions", "addresses",
-                 "heartbeat_burst")
+                 "heartbeat_burst", "max_acks_per_read")
 
     def __init__(self, service: CometService, deadlines: Deadlines[Any], limits: SubscribeLimits, *,
                  max_queue: int, max_ws_frame: int, addresses: AddressLimiter | None = None,
-                 heartbeat_burst: int = DEFAULT_HEARTBEAT_BURST) -> None:
+                 heartbeat_burst: int = DEFAULT_HEARTBEAT_BURST,
+                 max_acks_per_read: int = DEFAULT_MAX_ACKS_PER_READ) -> None:
         self.service = service
         self.deadlines = deadlines
         self.limits = limits
@@ -76,13 +80,14 @@ class ClientContext:
         self.sessions: set[ClientConnection] = set()  # every open connection, subscribed or not
         self.addresses = addresses if addresses is not None else AddressLimiter()  # default: no limit
         self.heartbeat_burst = heartbeat_burst
+        self.max_acks_per_read = max_acks_per_read
 
 
 class ClientConnection(asyncio.Protocol):
     """One client: its transport, key, wire form and heartbeat; subclasses speak the transport's protocol."""
 
     __slots__ = ("ctx", "transport", "conn_id", "key", "form", "subscribed", "heartbeat", "close_reason",
-                 "_unsent", "_written", "_address")
+                 "since_mid", "_unsent", "_written", "_address")
     protocol: ClassVar[str] = "tcp"  # "tcp" or "ws", for counters
     transport: asyncio.Transport
 
@@ -94,6 +99,7 @@ class ClientConnection(asyncio.Protocol):
         self.subscribed = False
         self.heartbeat = 0
         self.close_reason: str | None = None
+        self.since_mid = 0  # the key's last mid when it subscribed (set by the service): acks must be above it
         self._unsent: deque[int] | None = None  # end offsets of unsent writes; None while nothing is buffered
         self._written = 0  # bytes written since the buffer last became non-empty
         self._address: AddressSlot | None = None  # the source address's slot, once admitted
@@ -207,6 +213,16 @@ class ClientConnection(asyncio.Protocol):
         self.write(self.reply_bytes(REPLY_OK) * count)
         ctx.deadlines.heartbeat(self, self.heartbeat)
         ctx.service.stats.heartbeats += count
+
+    def acknowledged(self, mids: list[int]) -> None:
+        """Acks that arrived in one read (more than ``max_acks_per_read``: close); see CometService.acked."""
+        ctx = self.ctx
+        if len(mids) > ctx.max_acks_per_read:
+            log.info("key=%s conn=%d peer=%s: %d acks in one read, more than %d, closing", self.key, self.conn_id,
+                     self.peer, len(mids), ctx.max_acks_per_read)
+            self.close(CLOSE_ACK_FLOOD)
+            return
+        ctx.service.acked(self, mids)
 
     def on_timeout(self) -> None:
         """The deadline passed: no subscribe or heartbeat in time, or the peer did not finish closing."""

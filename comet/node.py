@@ -34,6 +34,7 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.tcpserver import TCPServer
 
+from comet.ack_waiters import AckWaiters
 from comet.auth import SubscribeAuth
 from comet.channel import ChannelTable
 from comet.client import CometNodeInfo
@@ -46,6 +47,7 @@ from comet.rpc import CometRPC
 from comet.service import CometService, TokenCheck, accept_any_token
 from comet.stat import CLOSE_ADDR_CONNS, CLOSE_ADDR_RATE, CLOSE_STOPPING, CometStats, make_stat_app
 from comet.tcp import TcpConnection
+from comet.tracing import CometTracer, make_tracer
 from comet.websocket import WsConnection
 from message.client import MessageAPI, MessageClient, MessagePool
 from message.cluster import MessageDirectory
@@ -133,6 +135,8 @@ class CometNode:
         self._cluster_ring: dict[str, int] = {}
         self._active = False
         self._leaving = False
+        self.tracer: CometTracer | None = None
+        self.waiters = AckWaiters(config.limits.max_ack_waits)
 
     async def start(self) -> None:
         config, limits = self.config, self.config.limits
@@ -147,11 +151,12 @@ class CometNode:
             self.message = MessagePool(timeout=config.message.timeout)
         else:
             self.message = MessageClient(config.message.rpc, timeout=config.message.timeout)
+        self.tracer = make_tracer(config.node.name, config.trace, self.message)
         service = self.service = CometService(
             node_name=config.node.name, ring=Ring({} if cluster else config.ring_nodes()), table=self.table,
             message=self.message, stats=self.stats, max_key_bytes=limits.max_key_bytes,
             max_message_bytes=limits.max_message_bytes, max_keys_per_push=limits.max_keys_per_push,
-            token_check=token_check)
+            token_check=token_check, tracer=self.tracer, waiters=self.waiters)
         wheel: TimerWheel[Any] = TimerWheel(limits.timer_tick, self._clock())
         deadlines: Deadlines[Any] = Deadlines(wheel, self._clock, first_packet_timeout=limits.first_packet_timeout,
                                               heartbeat_grace=limits.heartbeat_grace)
@@ -159,7 +164,8 @@ class CometNode:
                                      min_heartbeat=limits.min_heartbeat, max_heartbeat=limits.max_heartbeat)
         clients = self._clients = ClientContext(service, deadlines, sub_limits, max_queue=limits.max_queue,
                                                 max_ws_frame=limits.max_ws_frame, addresses=self.address_limiter,
-                                                heartbeat_burst=limits.heartbeat_burst)
+                                                heartbeat_burst=limits.heartbeat_burst,
+                                                max_acks_per_read=limits.max_acks_per_read)
         tcp_tls = tls if config.tls.tcp else None
         ws_tls = tls if config.tls.ws else None
         self.addresses["tcp"] = [await _serve_clients(lambda: TcpConnection(clients), address, self._client_servers,
@@ -169,7 +175,7 @@ class CometNode:
                                                      tls=ws_tls, handshake_timeout=limits.first_packet_timeout)
                                 for address in config.bind.ws]
         self._rpc = RpcServer()
-        self._rpc.register("CometRPC", CometRPC(service, self.stat))
+        self._rpc.register("CometRPC", CometRPC(service, self.stat, max_wait=limits.max_push_wait))
         self.addresses["rpc"] = [_bind(self._rpc, config.bind.rpc)]
         if config.bind.stat:
             self._stat = HTTPServer(make_stat_app(self.stat), idle_connection_timeout=STAT_IDLE_TIMEOUT,
@@ -253,8 +259,10 @@ class CometNode:
                    else {"mode": "zookeeper" if self.config.zookeeper.enabled else "static",
                          "role": "leaving" if self._leaving else "starting" if self.config.zookeeper.enabled
                          else "active"})
+        trace = self.tracer.buffer.stats() if self.tracer is not None else {"enabled": False}
         return self.stats.snapshot({"keys": self.table.channel_count,
-                                    "tracked_addresses": len(self.address_limiter), "cluster": cluster})
+                                    "tracked_addresses": len(self.address_limiter), "cluster": cluster,
+                                    "ack_waits": self.waiters.stats(), "trace": trace})
 
     def info(self) -> CometNodeInfo:
         """What this node publishes: its advertised addresses (bound ones when none are configured)."""
@@ -279,6 +287,7 @@ class CometNode:
             client_server.close()
         if self._stat is not None:
             self._stat.stop()
+        self.waiters.cancel_all()  # pushes waiting for an ack answer "timeout" now, within the RPC grace
         if self._rpc is not None:
             await self._rpc.close_all(STOP_GRACE)
             self._rpc = None
@@ -297,6 +306,8 @@ class CometNode:
         if self._zk is not None:
             await self._zk.stop()
             self._zk = None
+        if self.tracer is not None:
+            await self.tracer.buffer.close(STOP_GRACE)  # the closes above are traced too
         if self.message is not None and self._injected_message is None:
             await self.message.close()
         self.message = None

@@ -25,6 +25,7 @@ CLOSE_REJECTED = "subscribe refused"
 CLOSE_ADDR_CONNS = "too many connections from address"  # limits.max_conns_per_addr, refused at connect
 CLOSE_ADDR_RATE = "connection rate from address"         # limits.conn_rate_per_addr, refused at connect
 CLOSE_HEARTBEAT_FLOOD = "heartbeat flood"                # more than limits.heartbeat_burst in one read
+CLOSE_ACK_FLOOD = "ack flood"                            # more than limits.max_acks_per_read in one read
 
 
 class CometStats:
@@ -44,6 +45,8 @@ class CometStats:
         self.push_failures = 0      # keys whose push failed (message node unavailable or error)
         self.deliveries = 0         # messages written to a connection
         self.heartbeats = 0         # heartbeats answered
+        self.acks = 0               # acks received (ack frames carrying a mid)
+        self.acks_unknown = 0       # acks of a mid never written to that connection (ignored)
 
     def opened(self, protocol: str) -> None:
         self.subscribes[protocol] += 1
@@ -72,6 +75,7 @@ class CometStats:
             "push_failures": self.push_failures,
             "deliveries": self.deliveries,
             "heartbeats": self.heartbeats,
+            "acks": {"received": self.acks, "unknown": self.acks_unknown},
         }
         if extra:
             data.update(extra)

@@ -10,7 +10,8 @@ TCP ones, CRLF included, exactly as gopush-cluster's WebSocket server wrote them
 the first character).
 
 The heartbeat is a text frame ``h`` (a binary ``h`` is accepted too, as gopush-cluster did), answered with a
-``+h\\r\\n`` text frame; a ping is answered with a pong; any other data frame closes the connection (1008); a
+``+h\\r\\n`` text frame; an ack is a frame ``a<mid>`` (``ack_codec.parse_ws_ack``), not answered; a ping is
+answered with a pong; any other data frame, or a malformed ack, closes the connection (1008); a
 frame or message larger than ``limits.max_ws_frame`` closes it with 1009, a broken frame with 1002. Each pushed
 message is one text frame holding the message JSON, encoded once per message and shared by every connection.
 
@@ -27,12 +28,13 @@ from __future__ import annotations
 
 import logging
 
+from comet.ack_codec import WS_ACK_PREFIX, parse_ws_ack
 from comet.connection import ClientConnection, ClientContext
 from comet.message_codec import wire_form
 from comet.protocol import HEARTBEAT, REPLY_OK, ProtocolError, validate_subscribe
 from comet.stat import (
-    CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_HEARTBEAT_FLOOD, CLOSE_OVERFLOW, CLOSE_PROTOCOL,
-    CLOSE_REJECTED, CLOSE_RPC, CLOSE_STOPPING,
+    CLOSE_ACK_FLOOD, CLOSE_CLIENT, CLOSE_FIRST_PACKET, CLOSE_HEARTBEAT, CLOSE_HEARTBEAT_FLOOD, CLOSE_OVERFLOW,
+    CLOSE_PROTOCOL, CLOSE_REJECTED, CLOSE_RPC, CLOSE_STOPPING,
 )
 from comet.ws_frames import (
     CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, DATA_OPCODES, OP_CLOSE, OP_PING, FrameError, FrameParser,
@@ -44,7 +46,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 5.0  # seconds a peer has to answer our close frame
 CLOSE_CODES = {CLOSE_PROTOCOL: CLOSE_POLICY_VIOLATION, CLOSE_RPC: CLOSE_NORMAL, CLOSE_STOPPING: CLOSE_GOING_AWAY,
-               CLOSE_REJECTED: CLOSE_NORMAL, CLOSE_HEARTBEAT_FLOOD: CLOSE_POLICY_VIOLATION}
+               CLOSE_REJECTED: CLOSE_NORMAL, CLOSE_HEARTBEAT_FLOOD: CLOSE_POLICY_VIOLATION,
+               CLOSE_ACK_FLOOD: CLOSE_POLICY_VIOLATION}
 ABORT_REASONS = (CLOSE_OVERFLOW, CLOSE_HEARTBEAT, CLOSE_FIRST_PACKET)  # the peer is not listening: no handshake
 WS_REPLY_OK = text_frame(REPLY_OK)
 
@@ -106,6 +109,7 @@ class WsConnection(ClientConnection):
 
     def _on_frames(self, parser: FrameParser, data: bytes) -> None:
         beats = 0
+        acks: list[int] = []
         for opcode, payload in parser.feed(data):
             if opcode == OP_CLOSE:
                 self._on_close_frame(payload)
@@ -118,12 +122,22 @@ class WsConnection(ClientConnection):
                 if payload == HEARTBEAT and self.subscribed:
                     beats += 1
                     continue
-                log.info("key=%s conn=%d peer=%s: unexpected frame %r, closing", self.key, self.conn_id, self.peer,
-                         payload[:16])
+                if payload.startswith(WS_ACK_PREFIX) and self.subscribed:
+                    try:
+                        acks.append(parse_ws_ack(payload))
+                        continue
+                    except ProtocolError as exc:
+                        log.info("key=%s conn=%d peer=%s: %s, closing", self.key, self.conn_id, self.peer,
+                                 exc.reason)
+                else:
+                    log.info("key=%s conn=%d peer=%s: unexpected frame %r, closing", self.key, self.conn_id,
+                             self.peer, payload[:16])
                 self.close(CLOSE_PROTOCOL)
             # a pong needs no answer
         if beats and self.close_reason is None:
             self.heartbeats(beats)
+        if acks and self.close_reason is None:
+            self.acknowledged(acks)
 
     def _on_close_frame(self, payload: bytes) -> None:
         """The peer's close frame: the answer to ours, or its own close, which we echo (RFC 6455 5.5.1)."""

@@ -104,6 +104,17 @@ class MessageClient(MessageAPI):
     async def del_private(self, key: str) -> int:
         return _int(await self._rpc.call(f"{SERVICE}.DelPrivate", key), "DelPrivate")
 
+    async def trace(self, records: list[Any]) -> int:
+        """MessageRPC.Trace: a batch of delivery-trace records (message/trace_api.py); how many were kept."""
+        return _int(await self._rpc.call(f"{SERVICE}.Trace", records), "Trace")
+
+    async def trace_query(self, method: str, *params: Any) -> dict[str, Any]:
+        """MessageRPC.MsgTrace / KeyTrace: a trace document."""
+        reply = await self._rpc.call(f"{SERVICE}.{method}", *params)
+        if not isinstance(reply, dict):
+            raise _malformed(method, reply)
+        return reply
+
     async def ping(self) -> None:
         reply = await self._rpc.call(f"{SERVICE}.Ping")
         if reply != "pong":
@@ -198,6 +209,13 @@ class MessagePool(MessageAPI):
 
     async def del_private(self, key: str) -> int:
         return await self._call("DelPrivate", key, lambda client: client.del_private(key), True)
+
+    async def trace(self, records: list[Any]) -> int:
+        return await self._call("Trace", "-", lambda client: client.trace(records), False)
+
+    async def trace_query(self, method: str, *params: Any) -> dict[str, Any]:
+        return await self._call(method, str(params[0]) if params else "-",
+                                lambda client: client.trace_query(method, *params), True)
 
     async def ping(self) -> None:
         await self._call("Ping", "-", lambda client: client.ping(), True)

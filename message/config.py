@@ -1,11 +1,13 @@
 """MessageConfig: every setting of a message node, with its default (``conf/message.conf`` only overrides).
 
 Load with ``load(path)``; unknown keys, wrong types and the semantic checks below raise
-``thirdparty.confload.ConfigError`` naming the key.
+``thirdparty.confload.ConfigError`` naming the key. ``[trace]`` (the delivery trace store, kept in the same Redis
+shards or beside the SQLite file) is ``message.trace_store.MessageTraceConfig``.
 """
 from dataclasses import dataclass, field
 
 from message.storage import DEFAULT_LIMITS, Limits
+from message.trace_store import MessageTraceConfig
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.ring import MAX_WEIGHT
 from thirdparty.zk_config import ZookeeperConfig
@@ -52,8 +54,8 @@ class StorageConfig:
     backend: str = "redis"                                        # "redis" or "sqlite"
     redis: dict[str, str] = field(default_factory=_default_redis)  # shard name -> URL; keys sharded by ketama
     redis_weights: dict[str, int] = field(default_factory=dict)   # shard name -> ring weight (default 1)
-    redis_timeout: float = 1.0            # seconds for connect, each command and waiting for a pooled connection
-    redis_max_connections: int = 64       # per shard
+    redis_timeout: float = 1.0            # seconds for connect and for each reply
+    redis_max_connections: int = 64       # most connections per shard (the store pipelines over one)
     sqlite_path: str = "pushcluster-data/messages.db"
     sqlite_sweep_interval: float = 60.0   # seconds between sweeps of expired messages
     max_per_key: int = DEFAULT_LIMITS.max_per_key
@@ -109,6 +111,7 @@ class MessageConfig:
     rpc: RpcConfig = field(default_factory=RpcConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)
+    trace: MessageTraceConfig = field(default_factory=MessageTraceConfig)  # the delivery trace store
 
     def check(self) -> None:
         host, port = parse_address(self.rpc.advertised)

@@ -1,4 +1,5 @@
-"""MessageNode: the message role's life cycle — open the store, serve MessageRPC, stop gracefully.
+"""MessageNode: the message role's life cycle — open the store (and the trace store), serve MessageRPC, stop
+gracefully.
 
 In cluster mode (``[zookeeper] hosts`` set) the node registers ``<root>/message/<id>`` once it listens, and on stop
 deregisters first, so callers stop choosing it before it stops answering.
@@ -17,6 +18,10 @@ from message.redis_storage import RedisStorage
 from message.rpc import MessageRPC
 from message.sqlite_storage import SqliteStorage
 from message.storage import Storage
+from message.trace_redis import RedisTraceStore
+from message.trace_service import MessageTracer
+from message.trace_sqlite import SqliteTraceStore
+from message.trace_store import TraceStore
 from thirdparty.confload import parse_address
 from thirdparty.rpc_server import RpcServer
 from thirdparty.zk import Registration, ZkSession
@@ -38,6 +43,14 @@ async def open_storage(config: StorageConfig, *, now_ns: Callable[[], int] = tim
     return storage
 
 
+async def open_trace_store(config: MessageConfig) -> TraceStore:
+    """The trace store beside the message store: the same Redis shards, or a SQLite file next to its file."""
+    storage = config.storage
+    if storage.backend == "sqlite":
+        return await SqliteTraceStore.open(config.trace.sqlite_file(storage.sqlite_path), config.trace)
+    return RedisTraceStore(storage.redis, config.trace, weights=storage.redis_weights, timeout=storage.redis_timeout)
+
+
 class MessageNode:
     """One message node: a MessageRPC listener on ``config.rpc.bind`` in front of the configured store."""
 
@@ -48,12 +61,16 @@ class MessageNode:
         self._server: RpcServer | None = None
         self._zk: ZkSession | None = None
         self._registration: Registration | None = None
+        self.tracer: MessageTracer | None = None
 
     async def start(self) -> None:
         self._storage = await open_storage(self.config.storage, now_ns=self._now_ns)
+        if self.config.trace.enabled:
+            self.tracer = MessageTracer(await open_trace_store(self.config), self._storage, self.config.trace,
+                                        self.config.storage.limits())
         self._server = RpcServer()
-        self._server.register("MessageRPC", MessageRPC(self._storage,
-                                                       max_fetch_bytes=self.config.rpc.max_fetch_bytes))
+        self._server.register("MessageRPC", MessageRPC(self._storage, max_fetch_bytes=self.config.rpc.max_fetch_bytes,
+                                                       tracer=self.tracer))
         host, port = parse_address(self.config.rpc.bind)
         self._server.listen(port, address=host)
         log.info("rpc=%s backend=%s: message node serving", self.config.rpc.bind, self.config.storage.backend)
@@ -76,6 +93,9 @@ class MessageNode:
         if self._zk is not None:
             await self._zk.stop()
             self._zk = None
+        if self.tracer is not None:
+            await self.tracer.close()
+            self.tracer = None
         if self._storage is not None:
             await self._storage.close()
             self._storage = None

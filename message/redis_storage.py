@@ -1,4 +1,4 @@
-"""RedisStorage: the message store on one or more Redis servers (redis.asyncio + hiredis).
+"""RedisStorage: the message store on one or more Redis servers (one pipelined ``RedisLink`` per shard).
 
 Records of key K, all on the shard ``Ring(shard names).get(K)``; ``{K}`` is a literal Redis Cluster hash tag:
 
@@ -8,25 +8,28 @@ Records of key K, all on the shard ``Ring(shard names).get(K)``; ``{K}`` is a li
 ``push:top:{K}``   string, the highest stored mid (19 digits), so a set that expired as a whole counts as trimmed
 ``push:trim:{K}``  string, the highest mid removed by the cap or by expiry (19 digits)
 
-Every write of one key is one Lua script, so it is atomic. Lua numbers are doubles and cannot hold a mid, so the
-scripts keep mids as decimal strings: compare by length then bytes, add one with INCR and read it back with GET.
-Redis failures raise ``StorageUnavailable`` within ``timeout`` seconds: connections have socket timeouts and no
-retries (a retried save could store a message twice).
+Every operation is one Lua script run with EVALSHA, so every write of a key is atomic and so is every read
+(``FETCH_LUA`` reads the set and the marks in one step; no MULTI/EXEC). ``save_many`` sends one script per shard
+for up to ``SAVE_MANY_CHUNK`` keys (``SAVE_MANY_LUA``: the same per-key steps as ``SAVE_LUA``, each key's failure
+caught and reported for that key alone) instead of one command per key. Lua numbers are doubles and cannot hold a
+mid, so the scripts keep mids as decimal strings: compare by length then bytes, add one with INCR and read it back
+with GET. The commands of one shard go over one connection in call order (``message.redis_link``: written at
+once, or together with the others of the same event-loop pass).
+
+Redis failures raise ``StorageUnavailable`` within ``timeout`` seconds (connect, or a reply), and nothing is
+retried (a retried save could store a message twice); the next call dials again, so a restarted shard serves
+again at once.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
-
-import redis.exceptions
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from typing import Any, Callable, Mapping, Sequence
 
 from message import mid as mids
-from message.save_batcher import SaveBatcher
+from message.redis_link import Arg, RedisLink, RedisUnavailable, ReplyError, pack
 from message.storage import (DEFAULT_LIMITS, FetchResult, Limits, StorageUnavailable, check_key, check_mid,
                              check_save, check_save_many)
 from thirdparty.ring import Ring
@@ -38,8 +41,7 @@ MSG_KEY = "push:msg:{%s}"
 TOP_KEY = "push:top:{%s}"
 TRIM_KEY = "push:trim:{%s}"
 
-T = TypeVar("T")
-REDIS_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+SAVE_MANY_CHUNK = 128  # keys per SAVE_MANY_LUA call: bounds how long one script holds the shard
 
 _LUA_HELPERS = """
 local function greater(a, b)  -- decimal strings without leading zeros
@@ -57,37 +59,77 @@ local function raise_trim(name, mark, ttl)  -- mark: 19 digits
 end
 """
 
-# KEYS: mid, msg, top, trim.  ARGV: now_id, expire, mid_ttl, max_per_key, payload.  Returns the mid (string).
-SAVE_LUA = _LUA_HELPERS + """
+_LUA_SAVE_ONE = """
+local function save_one(k_mid, k_msg, k_top, k_trim, now_id, expire, record_ttl, cap, payload)
+  local last = redis.call('GET', k_mid)
+  local mid = now_id
+  if last and not greater(now_id, last) then
+    redis.call('INCR', k_mid)
+    mid = redis.call('GET', k_mid)
+  else
+    redis.call('SET', k_mid, mid, 'KEEPTTL')
+  end
+  extend_ttl(k_mid, record_ttl)
+  if expire > 0 then
+    if redis.call('EXISTS', k_msg) == 0 then
+      local top = redis.call('GET', k_top)
+      if top then raise_trim(k_trim, top, record_ttl) end
+    end
+    redis.call('ZADD', k_msg, mid, pad(mid) .. payload)
+    redis.call('SET', k_top, pad(mid), 'KEEPTTL')
+    extend_ttl(k_top, record_ttl)
+    local count = redis.call('ZCARD', k_msg)
+    if count > cap then
+      local gone = redis.call('ZRANGE', k_msg, 0, count - cap - 1)
+      redis.call('ZREMRANGEBYRANK', k_msg, 0, count - cap - 1)
+      raise_trim(k_trim, string.sub(gone[#gone], 1, 19), record_ttl)
+    end
+    extend_ttl(k_msg, expire + 1)
+  end
+  return mid
+end
 local now_id, expire, payload = ARGV[1], tonumber(ARGV[2]), ARGV[5]
 local record_ttl = math.max(expire, tonumber(ARGV[3]))
 local cap = tonumber(ARGV[4])
-local last = redis.call('GET', KEYS[1])
-local mid = now_id
-if last and not greater(now_id, last) then
-  redis.call('INCR', KEYS[1])
-  mid = redis.call('GET', KEYS[1])
-else
-  redis.call('SET', KEYS[1], mid, 'KEEPTTL')
-end
-extend_ttl(KEYS[1], record_ttl)
-if expire > 0 then
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    local top = redis.call('GET', KEYS[3])
-    if top then raise_trim(KEYS[4], top, record_ttl) end
+"""
+
+# KEYS: mid, msg, top, trim.  ARGV: now_id, expire, mid_ttl, max_per_key, payload.  Returns the mid (string).
+SAVE_LUA = _LUA_HELPERS + _LUA_SAVE_ONE + """
+return save_one(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_id, expire, record_ttl, cap, payload)
+"""
+
+# KEYS: mid, msg, top, trim of key 1, then of key 2, ...  ARGV: as SAVE_LUA (one message, one now_id).
+# Returns one element per key: its mid (string), or an error reply for a key whose save failed (the others stand).
+SAVE_MANY_LUA = _LUA_HELPERS + _LUA_SAVE_ONE + """
+local mids = {}
+for i = 1, #KEYS, 4 do
+  local ok, mid = pcall(save_one, KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], now_id, expire, record_ttl, cap,
+                        payload)
+  if ok then
+    mids[#mids + 1] = mid
+  elseif type(mid) == 'table' and mid.err then
+    mids[#mids + 1] = mid
+  else
+    mids[#mids + 1] = redis.error_reply(tostring(mid))
   end
-  redis.call('ZADD', KEYS[2], mid, pad(mid) .. payload)
-  redis.call('SET', KEYS[3], pad(mid), 'KEEPTTL')
-  extend_ttl(KEYS[3], record_ttl)
-  local count = redis.call('ZCARD', KEYS[2])
-  if count > cap then
-    local gone = redis.call('ZRANGE', KEYS[2], 0, count - cap - 1)
-    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, count - cap - 1)
-    raise_trim(KEYS[4], string.sub(gone[#gone], 1, 19), record_ttl)
-  end
-  extend_ttl(KEYS[2], expire + 1)
 end
-return mid
+return mids
+"""
+
+# KEYS: msg, trim, top.  ARGV: the asked mid (a score: members with a rounded score equal to it come back too).
+# Returns {members >= ARGV[1] by score, trim mark or nil, top or nil, 1 if the set exists else 0}, read atomically.
+FETCH_LUA = """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+local exists = 1
+if #members == 0 then exists = redis.call('EXISTS', KEYS[1]) end
+return {members, redis.call('GET', KEYS[2]) or false, redis.call('GET', KEYS[3]) or false, exists}
+"""
+
+# KEYS: msg, top, trim.  Deletes a key's messages and marks (not its last mid); returns how many messages it had.
+DELETE_LUA = """
+local count = redis.call('ZCARD', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return count
 """
 
 # KEYS: msg, trim.  ARGV: mid_ttl, member...  Removes expired members; returns the highest removed mid or nil.
@@ -104,22 +146,55 @@ return top
 """
 
 
-class _Shard:
-    """One Redis server (or database): a bounded connection pool and the scripts registered on it."""
+class Script:
+    """A Lua script, run by its SHA1 (EVALSHA)."""
 
-    def __init__(self, name: str, url: str, *, timeout: float, max_connections: int) -> None:
+    __slots__ = ("name", "source", "sha")
+
+    def __init__(self, name: str, source: str) -> None:
         self.name = name
-        self.pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout,
-            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
-        self.client: Redis = Redis(connection_pool=self.pool)
-        self.save_script = self.client.register_script(SAVE_LUA)
-        self.remove_script = self.client.register_script(REMOVE_LUA)
-        self.saves = SaveBatcher(self)
+        self.source = source
+        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+    def command(self, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
+        return pack("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+SAVE = Script("save", SAVE_LUA)
+SAVE_MANY = Script("save_many", SAVE_MANY_LUA)
+FETCH = Script("fetch", FETCH_LUA)
+REMOVE = Script("remove expired", REMOVE_LUA)
+DELETE = Script("delete", DELETE_LUA)
+SCRIPTS = (SAVE, SAVE_MANY, FETCH, REMOVE, DELETE)
+PING = pack("PING")
+
+
+class _Shard:
+    """One Redis server (or database): its link, which loads every script on each new connection."""
+
+    def __init__(self, name: str, url: str, *, timeout: float) -> None:
+        self.name = name
+        self.link = RedisLink(name, url, timeout=timeout)
+        for script in SCRIPTS:
+            self.link.register_script(script.sha, script.source)
+
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg], subject: str) -> Any:
+        """Run ``script``; its reply, or ``StorageUnavailable`` naming ``subject`` (e.g. "save of key 'k'")."""
+        command = script.command(keys, args)
+        try:
+            reply = await self.link.execute(command)
+            if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+                # Someone flushed the script cache: the script did not run. Load it and send the call again.
+                await self.link.execute(pack("SCRIPT", "LOAD", script.source))
+                reply = await self.link.execute(command)
+        except RedisUnavailable as exc:
+            raise StorageUnavailable(f"shard {self.name}: {subject} failed: {exc}") from None
+        if isinstance(reply, ReplyError):
+            raise StorageUnavailable(f"shard {self.name}: {subject} failed: {reply}")
+        return reply
 
     async def close(self) -> None:
-        await self.client.aclose()
-        await self.pool.aclose()
+        await self.link.close()
 
 
 class RedisStorage:
@@ -127,12 +202,12 @@ class RedisStorage:
 
     def __init__(self, urls: Mapping[str, str], *, weights: Mapping[str, int] | None = None,
                  limits: Limits = DEFAULT_LIMITS, now_ns: Callable[[], int] = time.time_ns,
-                 timeout: float = 1.0, max_connections: int = 64) -> None:
+                 timeout: float = 1.0, max_connections: int = 1) -> None:
+        """``max_connections`` is accepted for the config's sake: a shard needs only its one pipelined link."""
         if not urls:
             raise ValueError("RedisStorage needs at least one shard")
         weights = weights or {}
-        self._shards = {name: _Shard(name, url, timeout=timeout, max_connections=max_connections)
-                        for name, url in urls.items()}
+        self._shards = {name: _Shard(name, url, timeout=timeout) for name, url in urls.items()}
         self._ring = Ring({name: weights.get(name, 1) for name in urls})
         self._limits = limits
         self._now_ns = now_ns
@@ -155,39 +230,53 @@ class RedisStorage:
     async def save(self, key: str, msg: bytes, expire: int) -> int:
         check_save(key, msg, expire, self._limits)
         shard = self._shard_for(key)
-        reply = await shard.saves.submit(*self._save_call(key, msg, expire))
+        reply = await shard.run(SAVE, _record_keys(key), self._save_args(msg, expire), f"save of key {key!r}")
         return int(reply)
 
     async def save_many(self, keys: Sequence[str], msg: bytes, expire: int) -> dict[str, int]:
-        """Save ``msg`` for every key; a key whose shard fails is left out of the result (logged)."""
+        """Save ``msg`` for every key; a key whose shard fails is left out of the result (logged).
+
+        One SAVE_MANY_LUA call per shard and chunk of SAVE_MANY_CHUNK keys, all sent in this loop pass."""
         distinct = check_save_many(keys, msg, expire, self._limits)
-        calls = [self._shard_for(key).saves.submit(*self._save_call(key, msg, expire)) for key in distinct]
+        by_shard: dict[str, list[str]] = {}
+        for key in distinct:
+            by_shard.setdefault(self.shard_of(key), []).append(key)
+        args = self._save_args(msg, expire)
+        chunks: list[tuple[str, list[str]]] = []
+        calls: list[Any] = []
+        for name, shard_keys in by_shard.items():
+            shard = self._shard_named(name)
+            for start in range(0, len(shard_keys), SAVE_MANY_CHUNK):
+                chunk = shard_keys[start:start + SAVE_MANY_CHUNK]
+                record_keys = [record for key in chunk for record in _record_keys(key)]
+                chunks.append((name, chunk))
+                calls.append(shard.run(SAVE_MANY, record_keys, args,
+                                       f"save of {len(chunk)} keys (first key {chunk[0]!r})"))
         replies = await asyncio.gather(*calls, return_exceptions=True)
         saved: dict[str, int] = {}
-        for key, reply in zip(distinct, replies):
+        for (name, chunk), reply in zip(chunks, replies):
             if isinstance(reply, BaseException):
-                log.error("shard=%s key=%s: save failed: %s", self.shard_of(key), key, reply)
-            else:
-                saved[key] = int(reply)
+                log.error("shard=%s key=%s: save of %d keys failed: %s", name, chunk[0], len(chunk), reply)
+                continue
+            for key, mid in zip(chunk, reply):
+                if isinstance(mid, ReplyError):
+                    log.error("shard=%s key=%s: save failed: %s", name, key, mid)
+                else:
+                    saved[key] = int(mid)
         return saved
 
-    def _save_call(self, key: str, msg: bytes, expire: int) -> tuple[list[str], list[bytes | str | int]]:
+    def _save_args(self, msg: bytes, expire: int) -> list[Arg]:
         now_ns = self._now_ns()
         payload = mids.encode_payload(msg, mids.expire_at(now_ns, expire)) if expire > 0 else b""
         limits = self._limits
-        return ([MID_KEY % key, MSG_KEY % key, TOP_KEY % key, TRIM_KEY % key],
-                [str(mids.time_id(now_ns)), expire, limits.mid_ttl, limits.max_per_key, payload])
+        return [str(mids.time_id(now_ns)), expire, limits.mid_ttl, limits.max_per_key, payload]
 
     async def fetch(self, key: str, after_mid: int) -> FetchResult:
         check_key(key, self._limits)
         check_mid(after_mid)
         shard = self._shard_for(key)
-        pipe = shard.client.pipeline(transaction=True)
-        pipe.zrangebyscore(MSG_KEY % key, after_mid, "+inf")
-        pipe.get(TRIM_KEY % key)
-        pipe.get(TOP_KEY % key)
-        pipe.exists(MSG_KEY % key)
-        members, trim, top, exists = await _guard(shard, key, "fetch", pipe.execute())
+        members, trim, top, exists = await shard.run(
+            FETCH, [MSG_KEY % key, TRIM_KEY % key, TOP_KEY % key], [after_mid], f"fetch of key {key!r}")
         trim_mark = int(trim) if trim else 0
         if not exists and top:  # the set expired as a whole: everything up to `top` is gone
             trim_mark = max(trim_mark, int(top))
@@ -214,8 +303,8 @@ class RedisStorage:
     async def _remove_expired(self, shard: _Shard, key: str, members: list[bytes]) -> None:
         """ZREM expired members and raise the trim mark; a failure only delays it (the read already succeeded)."""
         try:
-            await _guard(shard, key, "remove expired",
-                         shard.remove_script([MSG_KEY % key, TRIM_KEY % key], [self._limits.mid_ttl, *members]))
+            await shard.run(REMOVE, [MSG_KEY % key, TRIM_KEY % key], [self._limits.mid_ttl, *members],
+                            f"removal of expired messages of key {key!r}")
         except StorageUnavailable as exc:
             log.warning("shard=%s key=%s: expired messages not removed: %s", shard.name, key, exc)
             return
@@ -224,10 +313,8 @@ class RedisStorage:
     async def delete(self, key: str) -> int:
         check_key(key, self._limits)
         shard = self._shard_for(key)
-        pipe = shard.client.pipeline(transaction=True)
-        pipe.zcard(MSG_KEY % key)
-        pipe.delete(MSG_KEY % key, TOP_KEY % key, TRIM_KEY % key)
-        count, _ = await _guard(shard, key, "delete", pipe.execute())
+        count = await shard.run(DELETE, [MSG_KEY % key, TOP_KEY % key, TRIM_KEY % key], [],
+                                f"delete of key {key!r}")
         return int(count)
 
     async def check_shards(self) -> list[str]:
@@ -236,8 +323,10 @@ class RedisStorage:
         down: list[str] = []
         for shard in self._shards.values():
             try:
-                await _guard(shard, None, "ping", shard.client.ping())
-            except StorageUnavailable as exc:
+                reply = await shard.link.execute(PING)
+                if isinstance(reply, ReplyError):
+                    raise RedisUnavailable(str(reply))
+            except RedisUnavailable as exc:
                 log.warning("shard=%s: not reachable: %s", shard.name, exc)
                 down.append(shard.name)
         return down
@@ -248,12 +337,6 @@ class RedisStorage:
             await shard.close()
 
 
-async def _guard(shard: _Shard, key: str | None, action: str, call: Awaitable[T]) -> T:
-    """Await a Redis call; turn any Redis or socket failure into ``StorageUnavailable``."""
-    try:
-        return await call
-    except REDIS_ERRORS as exc:
-        subject = f"{action} of key {key!r}" if key is not None else action
-        raise StorageUnavailable(f"shard {shard.name}: {subject} failed: {type(exc).__name__}: {exc}") from exc
-
-
+def _record_keys(key: str) -> list[str]:
+    """The four records of ``key``, in the order the save scripts take them."""
+    return [MID_KEY % key, MSG_KEY % key, TOP_KEY % key, TRIM_KEY % key]

@@ -5,6 +5,10 @@ Thin: every method hands its params to the ``Storage`` and maps the two ways a c
 ``RpcServer`` logs at WARNING; an unreachable store becomes ``RpcError(ERR_INTERNAL, "storage unavailable")``,
 with the cause (shard, Redis error) logged here at ERROR.
 ``msg`` is the message's raw bytes; a ``str`` (from a client that packs bytes as msgpack str) is taken as UTF-8.
+
+With a ``message.trace_service.MessageTracer`` the service also records each delete in the delivery trace, takes
+the trace batches of comet and web nodes (``Trace``) and answers the trace queries (``MsgTrace``, ``KeyTrace``;
+65535 "tracing is disabled" without a tracer).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import logging
 from typing import Any, Awaitable, TypeVar
 
 from message.storage import FetchResult, InvalidArgument, Storage, StorageUnavailable
+from message.trace_service import MessageTracer
 from thirdparty.rpc_codec import ERR_INTERNAL, ERR_PARAM, RpcError
 
 log = logging.getLogger(__name__)
@@ -22,13 +27,15 @@ MSG_ENTRY_OVERHEAD = 16  # msgpack bytes around one [mid, msg] pair in a GetPriv
 
 
 class MessageRPC:
-    """The MessageRPC service: SavePrivate, SavePrivates, GetPrivate, DelPrivate, Ping."""
+    """The MessageRPC service: SavePrivate, SavePrivates, GetPrivate, DelPrivate, Ping, and the trace methods."""
 
-    RPC_METHODS = ("SavePrivate", "SavePrivates", "GetPrivate", "DelPrivate", "Ping")
+    RPC_METHODS = ("SavePrivate", "SavePrivates", "GetPrivate", "DelPrivate", "Ping", "Trace", "MsgTrace", "KeyTrace")
 
-    def __init__(self, storage: Storage, *, max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES) -> None:
+    def __init__(self, storage: Storage, *, max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES,
+                 tracer: MessageTracer | None = None) -> None:
         self._storage = storage
         self._max_fetch_bytes = max_fetch_bytes
+        self._tracer = tracer
 
     async def SavePrivate(self, key: Any, msg: Any, expire: Any) -> int:
         """Assign ``key``'s next mid (returned) and store ``msg`` for ``expire`` seconds when ``expire > 0``."""
@@ -69,11 +76,36 @@ class MessageRPC:
     async def DelPrivate(self, key: Any) -> int:
         """Delete ``key``'s stored messages (its mids keep increasing); return how many were deleted."""
         count = await _call("DelPrivate", key, self._storage.delete(key))
+        if self._tracer is not None:
+            self._tracer.deleted(key, count)
         log.info("key=%s: deleted %d stored messages", key, count)
         return count
 
     async def Ping(self) -> str:
         return "pong"
+
+    async def Trace(self, records: Any) -> int:
+        """Take a batch of trace records ``[[key, mid, packed record], ...]``; return how many were kept (bad
+        records are dropped; without tracing, all of them)."""
+        if self._tracer is None:
+            return 0
+        try:
+            return self._tracer.intake(records)
+        except InvalidArgument as exc:
+            raise RpcError(ERR_PARAM, str(exc)) from None
+
+    async def MsgTrace(self, key: Any, mid: Any) -> dict[str, Any]:
+        """The trace of one message: its events and verdict (message/trace_service.py)."""
+        return await _call("MsgTrace", key, self._traced().message_trace(key, mid))
+
+    async def KeyTrace(self, key: Any) -> dict[str, Any]:
+        """The trace of one key: connections, failures, fetches and its recent messages' verdicts."""
+        return await _call("KeyTrace", key, self._traced().key_trace(key))
+
+    def _traced(self) -> MessageTracer:
+        if self._tracer is None:
+            raise RpcError(ERR_INTERNAL, "tracing is disabled on this message node")
+        return self._tracer
 
 
 def _payload(msg: Any) -> Any:

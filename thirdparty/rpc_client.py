@@ -3,8 +3,10 @@
 :Status: used by ``message/client.py`` and ``comet/client.py``.
 
 The client dials lazily on the first call; concurrent callers share that one attempt. Calls are pipelined over
-the connection, matched to their replies by msgid, and read by one reader task per connection. Every call is
-bounded: the dial by ``connect_timeout`` and the reply by ``timeout``, so a caller never hangs.
+the connection and matched to their replies by msgid. The connection is a plain asyncio protocol: replies are
+decoded in its ``data_received`` and hand their result straight to the waiting caller (no reader coroutine, no
+IOStream), and requests go out through :class:`thirdparty.rpc_stream.FrameWriter`. Every call is bounded: the
+dial by ``connect_timeout`` and the reply by ``timeout``, so a caller never hangs.
 
 Failures, as the edge sees them:
 
@@ -25,11 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
-from typing import Any, Callable
-
-from tornado.iostream import IOStream, StreamClosedError
-from tornado.tcpclient import TCPClient
+from typing import Any, Callable, cast
 
 from thirdparty.confload import parse_address
 from thirdparty.rpc_codec import (
@@ -39,8 +39,6 @@ from thirdparty.rpc_codec import (
 from thirdparty.rpc_stream import FrameWriter
 
 log = logging.getLogger(__name__)
-
-READ_CHUNK_SIZE = 64 * 1024
 
 
 class RpcUnavailable(Exception):
@@ -82,21 +80,23 @@ def _remote_error(error: Any) -> RemoteError:
     return RemoteError(ERR_INTERNAL, f"unrecognised error reply: {error!r:.200}")
 
 
-class _Connection:
-    """One TCP connection: its stream, the calls waiting on it, and the task that reads their replies."""
+class _Connection(asyncio.Protocol):
+    """One TCP connection: the calls waiting on it, matched to replies as they are decoded."""
 
-    def __init__(self, stream: IOStream, address: str, max_frame_size: int) -> None:
-        self.stream = stream
+    def __init__(self, address: str, max_frame_size: int, loop: asyncio.AbstractEventLoop) -> None:
         self.address = address
         self.pending: dict[int, asyncio.Future[Response]] = {}
+        self.loop = loop
+        self.writer: FrameWriter | None = None
+        self._transport: asyncio.Transport | None = None
         self._decoder = Decoder(max_frame_size)
-        self.writer = FrameWriter(stream)
         self._next_msgid = 0
-        self.reader = asyncio.create_task(self._read_replies())
+        self._reason = "connection lost"
+        self._lost: asyncio.Future[None] = loop.create_future()
 
     @property
     def closed(self) -> bool:
-        return self.stream.closed()
+        return self._transport is None or self._transport.is_closing()
 
     def next_msgid(self) -> int:
         while True:
@@ -105,29 +105,37 @@ class _Connection:
             if msgid not in self.pending:
                 return msgid
 
-    async def _read_replies(self) -> None:
-        reason = "connection lost"
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not registered subclasses
+        self._transport = transport
+        self.writer = FrameWriter(transport, self.loop)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
         try:
-            while True:
-                data = await self.stream.read_bytes(READ_CHUNK_SIZE, partial=True)
-                for frame in self._decoder.feed(data):
-                    if not isinstance(frame, Response):
-                        log.warning("rpc=%s: unexpected %s frame from the server, ignored",
-                                    self.address, type(frame).__name__)
-                        continue
-                    waiter = self.pending.pop(frame.msgid, None)
-                    if waiter is None:
-                        log.debug("rpc=%s msgid=%d: reply after the call gave up, dropped", self.address, frame.msgid)
-                    elif not waiter.done():
-                        waiter.set_result(frame)
-        except StreamClosedError:
-            pass
+            frames = self._decoder.feed(data)
         except RpcProtocolError as exc:
-            reason = f"protocol error: {exc}"
-            log.warning("rpc=%s: %s; closing the connection", self.address, reason)
-        finally:
-            self.stream.close()
-            self.fail_pending(reason)
+            self._reason = f"protocol error: {exc}"
+            log.warning("rpc=%s: %s; closing the connection", self.address, self._reason)
+            self.abort()
+            return
+        pending = self.pending
+        for frame in frames:
+            if not isinstance(frame, Response):
+                log.warning("rpc=%s: unexpected %s frame from the server, ignored", self.address, type(frame).__name__)
+                continue
+            waiter = pending.pop(frame.msgid, None)
+            if waiter is None:
+                log.debug("rpc=%s msgid=%d: reply after the call gave up, dropped", self.address, frame.msgid)
+            elif not waiter.done():
+                waiter.set_result(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail_pending(self._reason)
+        if not self._lost.done():
+            self._lost.set_result(None)
 
     def fail_pending(self, reason: str) -> None:
         pending, self.pending = self.pending, {}
@@ -137,9 +145,16 @@ class _Connection:
             if not waiter.done():
                 waiter.set_exception(RpcUnavailable(f"{self.address}: {reason}"))
 
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
     async def close(self) -> None:
-        self.stream.close()
-        await asyncio.gather(self.reader, return_exceptions=True)
+        """Close now (what is not sent is dropped) and wait until the connection is gone."""
+        if self._transport is None:
+            return
+        self._transport.abort()
+        await self._lost
 
 
 class RpcClient:
@@ -184,19 +199,23 @@ class RpcClient:
 
     async def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
         """Call ``method`` with positional ``params``; return its result or raise (see the module docstring)."""
-        conn = await self._connection()
+        conn = self._conn
+        if conn is None or conn.closed or self._closed:
+            conn = await self._connection()
+        writer = conn.writer
+        assert writer is not None, "connection_made has run"
         msgid = conn.next_msgid()
         data = self._encode(encode_request, msgid, method, params)
-        loop = asyncio.get_running_loop()
+        loop = conn.loop
         waiter: asyncio.Future[Response] = loop.create_future()
         conn.pending[msgid] = waiter
         # A timer on the waiter itself: cheaper per call than asyncio.timeout(), which re-schedules and
         # cancels the calling task.
         timer = loop.call_later(self.timeout if timeout is None else timeout, _expire, waiter)
         try:
-            conn.writer.write(data)
+            writer.write(data)
             response = await waiter
-        except StreamClosedError:
+        except ConnectionError:
             raise RpcUnavailable(f"{self._address}: connection lost") from None
         except _Expired:
             log.warning("rpc=%s msgid=%d method=%s: no reply in time", self._address, msgid, method)
@@ -214,8 +233,10 @@ class RpcClient:
         data = self._encode(encode_notify, method, params)
         conn = await self._connection()
         try:
+            if conn.writer is None:
+                raise ConnectionResetError("not connected")
             conn.writer.write(data)
-        except StreamClosedError:
+        except ConnectionError:
             raise RpcUnavailable(f"{self._address}: connection lost") from None
 
     async def close(self) -> None:
@@ -255,10 +276,12 @@ class RpcClient:
         return await asyncio.shield(dialing)
 
     async def _dial(self) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
-            stream = await TCPClient().connect(self._host, self._port, timeout=self.connect_timeout,
-                                               max_buffer_size=self.max_frame_size + READ_CHUNK_SIZE)
-        except (OSError, TimeoutError, StreamClosedError) as exc:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self._address, self.max_frame_size, loop), self._host, self._port)
+        except (OSError, TimeoutError) as exc:
             why = str(exc) or type(exc).__name__
             self._failures += 1
             delay = backoff_delay(self._failures, base=self.backoff_base, maximum=self.backoff_max,
@@ -270,17 +293,16 @@ class RpcClient:
         finally:
             self._dialing = None
         if self._closed:
-            stream.close()
+            await conn.close()
             raise RpcUnavailable(f"{self._address}: client closed")
-        stream.set_nodelay(True)
         if self._failures:
             log.info("rpc=%s: connected after %d failed dials", self._address, self._failures)
         self._failures = 0
         self._retry_at = 0.0
-        old, self._conn = self._conn, _Connection(stream, self._address, self.max_frame_size)
+        old, self._conn = self._conn, conn
         if old is not None:
             await old.close()
-        return self._conn
+        return conn
 
 
 class _Expired(Exception):

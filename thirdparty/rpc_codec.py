@@ -89,7 +89,7 @@ def _check_msgid(msgid: int) -> None:
 
 
 def encode_request(msgid: int, method: str, params: Sequence[Any]) -> bytes:
-    """``[0, msgid, method, params]``; raises TypeError/ValueError for values msgpack cannot encode."""
+    """``[0, msgid, method, params]``; raises TypeError/ValueError/OverflowError for values msgpack cannot encode."""
     _check_msgid(msgid)
     return _pack([REQUEST, msgid, method, list(params)])
 

@@ -1,4 +1,4 @@
-"""MessagePack-RPC server on tornado's TCPServer.
+"""MessagePack-RPC server: tornado's TCPServer interface, asyncio protocols underneath.
 
 :Status: used by ``message/rpc.py`` and ``comet/rpc.py`` through their node's start/stop.
 
@@ -6,7 +6,14 @@ A service object lists its callable names in ``RPC_METHODS``; ``register("Messag
 ``async def SavePrivate(self, *params)`` as ``"MessageRPC.SavePrivate"``. Each request runs as its own task, so a
 slow call does not hold up the others pipelined on the same connection; responses go out in completion order,
 matched by msgid. At most ``max_inflight`` requests per connection run at once; beyond that the server stops
-reading from that connection until one finishes (back pressure instead of an unbounded task list).
+reading from that connection until one finishes (back pressure instead of an unbounded task list). While the peer
+does not take the replies (the transport's write buffer is above its high-water mark) the server starts no more
+of that connection's requests and stops reading from it.
+
+Connections are plain asyncio protocols (no IOStream, no reader coroutine): a received chunk is decoded in the
+protocol's ``data_received`` and its requests start at once; replies go through
+:class:`thirdparty.rpc_stream.FrameWriter`. The class stays a tornado ``TCPServer`` so that nodes keep binding it
+with ``listen(port, address=host)`` or ``add_sockets(bind_sockets(...))``.
 
 Errors: an unknown method or a wrong number of params -> ``[65534, ...]``; a handler's :class:`RpcError` ->
 ``[code, message]`` logged without traceback; anything else -> ``[65535, "internal error"]`` logged at ERROR with
@@ -21,22 +28,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Coroutine
+from typing import Any, Awaitable, Callable, Coroutine, Iterable, cast
 
-from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpserver import TCPServer
 
 from thirdparty.rpc_codec import (
-    DEFAULT_MAX_FRAME_SIZE, ERR_INTERNAL, ERR_NOT_FOUND, ERR_PARAM, Decoder, Notify, Request, Response, RpcError,
+    DEFAULT_MAX_FRAME_SIZE, ERR_INTERNAL, ERR_NOT_FOUND, ERR_PARAM, Decoder, Frame, Notify, Request, RpcError,
     RpcProtocolError, encode_error, encode_response,
 )
 from thirdparty.rpc_stream import FrameWriter
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK_SIZE = 64 * 1024
 DEFAULT_MAX_INFLIGHT = 256
+DEFAULT_FRAME_TIMEOUT = 5.0  # seconds a started request frame has to arrive whole (slowloris)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +79,20 @@ class RpcServer(TCPServer):
     """Serves the methods of the registered service objects over MessagePack-RPC."""
 
     def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-                 max_inflight: int = DEFAULT_MAX_INFLIGHT) -> None:
-        super().__init__(max_buffer_size=max_frame_size + READ_CHUNK_SIZE, read_chunk_size=READ_CHUNK_SIZE)
+                 max_inflight: int = DEFAULT_MAX_INFLIGHT, frame_timeout: float = DEFAULT_FRAME_TIMEOUT) -> None:
+        super().__init__()
+        self.frame_timeout = frame_timeout
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
         self.max_frame_size = max_frame_size
         self.max_inflight = max_inflight
         self._methods: dict[str, _Method] = {}
         self._services: set[str] = set()
+        self._listeners: list[_Listener] = []
         self._connections: set[_ServerConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # running requests, also of connections already closed
         self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -108,34 +119,39 @@ class RpcServer(TCPServer):
         self._services.add(service_name)
         self._methods.update(methods)
 
-    async def handle_stream(self, stream: IOStream, address: Any) -> None:
-        if self._draining:
-            stream.close()
-            return
-        connection = _ServerConnection(self, stream, _peer_name(address))
-        self._connections.add(connection)
-        try:
-            await connection.serve()
-        finally:
-            self._connections.discard(connection)
-            connection.done.set()
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        """Accept connections on these listening sockets (``listen()`` binds and calls this); run on the loop."""
+        loop = asyncio.get_running_loop()
+        for sock in sockets:
+            self._listeners.append(_Listener(loop, sock, self))
+
+    def stop(self) -> None:
+        """Stop accepting connections (the ones open keep being served)."""
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.close()
 
     def start_request(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run one request; it keeps running if its connection closes, until it ends or close_all()."""
-        task = asyncio.create_task(coro)
+        loop = self._loop or asyncio.get_running_loop()  # one lookup: it costs a getpid() each time
+        self._loop = loop
+        task = loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
     async def close_all(self, grace: float = 0.0) -> None:
         """Stop accepting, let running requests answer for up to ``grace`` seconds, close every connection."""
+        listeners = list(self._listeners)
         self.stop()
         self._draining = True
+        for listener in listeners:
+            await listener.closed()
         connections = list(self._connections)
         if self._tasks and grace > 0:
             await asyncio.wait(list(self._tasks), timeout=grace)
         for connection in connections:
-            connection.stream.close()
+            connection.abort()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -145,6 +161,16 @@ class RpcServer(TCPServer):
     @property
     def draining(self) -> bool:
         return self._draining
+
+    def connection_made(self, connection: _ServerConnection) -> bool:
+        """Admit a new connection (False while draining: the caller closes it)."""
+        if self._draining:
+            return False
+        self._connections.add(connection)
+        return True
+
+    def connection_lost(self, connection: _ServerConnection) -> None:
+        self._connections.discard(connection)
 
     async def invoke(self, method: str, params: list[Any], peer: str, msgid: int | None) -> tuple[Any, Any]:
         """Run one call; return ``(error, result)`` as they go on the wire. Logs every failure once."""
@@ -167,37 +193,149 @@ class RpcServer(TCPServer):
             return [ERR_INTERNAL, "internal error"], None
 
 
-class _ServerConnection:
-    """One client connection: read, decode, run each request as a task, write the responses."""
+class _Listener:
+    """One listening socket served by the event loop.
 
-    def __init__(self, server: RpcServer, stream: IOStream, peer: str) -> None:
+    ``loop.create_server`` is a coroutine, so it runs as a task; connections that arrive before it has started wait
+    in the socket's backlog. Once the loop serves the socket, the loop owns it (closing the server closes it, on
+    uvloop one loop pass later): this class closes the socket itself only if serving never started.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, server: RpcServer) -> None:
+        self._sock = sock
+        self._server: asyncio.AbstractServer | None = None
+        self._closing = False
+        self._starting = loop.create_task(loop.create_server(lambda: _ServerConnection(server), sock=sock))
+        self._starting.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[asyncio.AbstractServer]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                log.error("rpc listener %s: cannot serve: %s", _peer_name(_sockname(self._sock)), task.exception())
+            self._sock.close()
+            return
+        self._server = task.result()
+        if self._closing:
+            self._server.close()
+
+    def close(self) -> None:
+        """Stop accepting (now, or as soon as serving has started)."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+
+    async def closed(self) -> None:
+        await asyncio.gather(self._starting, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+class _ServerConnection(asyncio.Protocol):
+    """One client connection: decode what arrives, run each request as a task, write the responses."""
+
+    def __init__(self, server: RpcServer) -> None:
         self.server = server
-        self.stream = stream
-        self.peer = peer
-        self.done = asyncio.Event()  # set when serve() has returned
-        self._slots = asyncio.Semaphore(server.max_inflight)
+        self.peer = "-"
+        self.done = asyncio.Event()  # set when the connection is gone
         self._decoder = Decoder(server.max_frame_size)
-        self._writer = FrameWriter(stream)
+        self._transport: asyncio.Transport | None = None
+        self._writer: FrameWriter | None = None
+        self._inflight = 0
+        self._queued: deque[Frame] = deque()  # decoded, waiting for an inflight slot
+        self._write_paused = False
+        self._reading = True
+        self._frame_timer: asyncio.TimerHandle | None = None  # runs while a frame has begun but not ended
 
-    async def serve(self) -> None:
-        self.stream.set_nodelay(True)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not registered subclasses
+        self._transport = transport
+        self._writer = FrameWriter(transport, asyncio.get_running_loop())
+        self.peer = _peer_name(transport.get_extra_info("peername"))
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not self.server.connection_made(self):
+            transport.abort()
+            return
         log.debug("peer=%s: connected", self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        log.debug("peer=%s: disconnected", self.peer)
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+        self._queued.clear()
+        self.server.connection_lost(self)
+        self.done.set()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def data_received(self, data: bytes) -> None:
         try:
-            while True:
-                data = await self.stream.read_bytes(READ_CHUNK_SIZE, partial=True)
-                for frame in self._decoder.feed(data):
-                    await self._slots.acquire()
-                    task = self.server.start_request(self._run(frame))
-                    # A callback, not a finally: it also runs for a task cancelled before it started.
-                    task.add_done_callback(lambda _: self._slots.release())
-        except StreamClosedError:
-            log.debug("peer=%s: disconnected", self.peer)
+            frames = self._decoder.feed(data)
         except RpcProtocolError as exc:
             log.warning("peer=%s: protocol error, closing the connection: %s", self.peer, exc)
-        finally:
-            self.stream.close()
+            self.abort()
+            return
+        if self._frame_timer is not None and (frames or self._decoder.buffered == 0):
+            self._frame_timer.cancel()   # the frame it timed is complete
+            self._frame_timer = None
+        if self._decoder.buffered and self._frame_timer is None:   # a frame has begun: it has frame_timeout
+            self._frame_timer = asyncio.get_running_loop().call_later(self.server.frame_timeout,
+                                                                      self._frame_timed_out)
+        limit = self.server.max_inflight
+        for frame in frames:
+            if self._inflight < limit and not self._queued and not self._write_paused:
+                self._start(frame)
+            else:
+                self._queued.append(frame)
+        self._update_reading()
 
-    async def _run(self, frame: Request | Response | Notify) -> None:
+    def _frame_timed_out(self) -> None:
+        self._frame_timer = None
+        log.warning("peer=%s: frame incomplete after %.0fs, closing", self.peer, self.server.frame_timeout)
+        self.abort()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._start_queued()
+        self._update_reading()
+
+    def _start(self, frame: Frame) -> None:
+        self._inflight += 1
+        # A callback, not a finally: it also runs for a task cancelled before it started.
+        self.server.start_request(self._run(frame)).add_done_callback(self._finished)
+
+    def _finished(self, _: asyncio.Task[None]) -> None:
+        self._inflight -= 1
+        self._start_queued()
+        self._update_reading()
+
+    def _start_queued(self) -> None:
+        """Start waiting requests while there is room (an inflight slot, replies being taken)."""
+        limit = self.server.max_inflight
+        while self._queued and self._inflight < limit and not self._write_paused:
+            self._start(self._queued.popleft())
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        reading = not self._write_paused and not self._queued and self._inflight < self.server.max_inflight
+        if reading != self._reading:
+            self._reading = reading
+            if reading:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+
+    async def _run(self, frame: Frame) -> None:
         if isinstance(frame, Request):
             await self._answer(frame)
         elif isinstance(frame, Notify):
@@ -211,9 +349,12 @@ class _ServerConnection:
         else:
             error, result = await self.server.invoke(request.method, request.params, self.peer, request.msgid)
         data = self._encode(request, error, result)
+        writer = self._writer
         try:
-            await self._writer.write(data)
-        except StreamClosedError:
+            if writer is None:
+                raise ConnectionResetError("not connected")
+            writer.write(data)
+        except ConnectionError:
             log.info("peer=%s msgid=%d method=%s: connection closed before the reply was sent",
                      self.peer, request.msgid, request.method)
 
@@ -229,3 +370,10 @@ class _ServerConnection:
                       self.peer, request.msgid, request.method, len(data), self.server.max_frame_size)
             return encode_error(request.msgid, ERR_INTERNAL, "reply too large")
         return data
+
+
+def _sockname(sock: socket.socket) -> Any:
+    try:
+        return sock.getsockname()
+    except OSError:
+        return "?"

@@ -1,74 +1,51 @@
-"""Write coalescing for the MessagePack-RPC server and client.
+"""Write coalescing for the MessagePack-RPC server and client (on asyncio transports).
 
 :Status: used by ``thirdparty/rpc_server.py`` and ``thirdparty/rpc_client.py``.
 
-tornado's ``IOStream.write`` tries a ``send()`` at once for every call. Pipelined calls produce many small frames
-within one event-loop iteration; :class:`FrameWriter` sends the first at once and gathers the others of that
-iteration into one write, so one ``send()`` carries them all. Frames keep their order.
+A transport's ``write`` tries a ``send()`` at once for every call. Pipelined calls produce many small frames
+within one event-loop pass; :class:`FrameWriter` sends the first at once (a lone call, the sequential case, goes
+out without delay) and gathers the others of that pass into one write at its end, so one ``send()`` carries them
+all. Frames keep their order. No future per write: the transport buffers what the kernel does not take, and its
+owner watches ``pause_writing``/``resume_writing`` for back pressure; a frame still queued when the connection
+closes is dropped, which its owner learns from ``connection_lost``.
 """
 from __future__ import annotations
 
 import asyncio
 
-from tornado.iostream import IOStream, StreamClosedError
-
 
 class FrameWriter:
-    """``write(frame)`` sends the first frame of a loop iteration at once and batches the rest of that iteration.
+    """``write(frame)`` sends the first frame of a loop pass at once and batches the rest of that pass."""
 
-    A lone call (the sequential case) goes out without delay; a burst of pipelined frames costs one extra
-    ``send()`` for all but the first, issued when the loop comes round.
-    """
+    __slots__ = ("_transport", "_loop", "_window_open", "_frames")
 
-    def __init__(self, stream: IOStream) -> None:
-        self._stream = stream
-        self._window_open = False  # a frame went out during this loop iteration
+    def __init__(self, transport: asyncio.WriteTransport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._window_open = False  # a frame went out during this loop pass
         self._frames: list[bytes] = []
-        self._flushed: asyncio.Future[None] | None = None
 
-    def write(self, frame: bytes) -> asyncio.Future[None]:
-        """Write or queue ``frame``; the future resolves once it has been handed to the socket.
+    @property
+    def closed(self) -> bool:
+        return self._transport.is_closing()
 
-        The future fails with StreamClosedError if the stream closes first. Awaiting it is optional: its error is
-        marked as retrieved, so an ignored failure is not reported as "never retrieved".
-        """
-        if self._stream.closed():
-            raise StreamClosedError(real_error=self._stream.error)
-        if not self._window_open:
-            self._window_open = True
-            asyncio.get_running_loop().call_soon(self._close_window)
-            return self._stream.write(frame)
-        if self._flushed is None:
-            self._flushed = asyncio.get_running_loop().create_future()
-        self._frames.append(frame)
-        return self._flushed
+    def write(self, frame: bytes) -> None:
+        """Write ``frame`` now, or at the end of this loop pass; ConnectionResetError if the transport is closing."""
+        transport = self._transport
+        if transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        if self._window_open:
+            self._frames.append(frame)
+            return
+        self._window_open = True
+        self._loop.call_soon(self._close_window)
+        transport.write(frame)
 
     def _close_window(self) -> None:
         self._window_open = False
-        frames, self._frames = self._frames, []
-        flushed, self._flushed = self._flushed, None
-        if flushed is None:
+        frames = self._frames
+        if not frames:
             return
-        try:
-            written = self._stream.write(frames[0] if len(frames) == 1 else b"".join(frames))
-        except StreamClosedError as exc:
-            _fail(flushed, exc)
-            return
-
-        def done(future: asyncio.Future[None]) -> None:
-            if flushed.done():
-                return
-            if future.cancelled():
-                _fail(flushed, StreamClosedError())
-            elif (exc := future.exception()) is not None:
-                _fail(flushed, exc)
-            else:
-                flushed.set_result(None)
-
-        written.add_done_callback(done)
-
-
-def _fail(future: asyncio.Future[None], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-        future.exception()  # mark as retrieved: callers may ignore write results
+        self._frames = []
+        if not self._transport.is_closing():
+            self._transport.write(frames[0] if len(frames) == 1 else b"".join(frames))

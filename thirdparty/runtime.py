@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import logging.config
 import os
@@ -69,6 +70,10 @@ async def serve(node: Node, stop: asyncio.Event | None = None) -> int:
             log.error("could not start: %s", exc, exc_info=not isinstance(exc, OSError))
             await _stop_quietly(node)
             return STARTUP_FAILURE
+        # What start-up built lives as long as the process: move it out of the collector's sight, so that full
+        # collections (measured 37 ms each, several a minute under load) walk only what serving allocates.
+        gc.collect()
+        gc.freeze()
         await stop.wait()
         await node.stop()
         log.info("stopped")

@@ -1,22 +1,30 @@
-"""Admin HTTP API handlers: push to one key, push to many keys, delete a key's messages.
+"""Admin HTTP API endpoints: push to one key, push to many keys, delete a key's messages.
 
-Admin endpoints take POST only, never JSONP. When the web config sets ``[admin] token``, every request
-must carry ``Authorization: Bearer <token>``; anything else gets HTTP 401 before the body is looked at.
+Admin endpoints take POST only (the trace queries of web/trace_handlers.py are GETs), never JSONP. When the web
+config sets ``[admin] token``, every request must carry ``Authorization: Bearer <token>``; anything else gets HTTP
+401 before the body is looked at (``web.app.Api`` checks it before calling the endpoint).
+
+A push may wait for its outcome (``wait=acked|written``, ``timeout``: web/push_wait.py). With a tracer, every
+push hands the comet its accepted time and source (``meta``), and a push that fails before the comet took it
+is recorded in the key's trace with why.
 """
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
-from typing import Sequence
+import time
+from typing import Any, Awaitable, ClassVar, Sequence
 
 from comet.client import PushResult
 from thirdparty.rpc_client import RemoteError, RpcUnavailable
-from web.cluster import ClusterView, CometNode
-from web.config import LimitsConfig
-from web.handlers import LEGACY, ApiHandler, JSONData, ParamNames, rpc_call
+from web.cluster import CometNode
+from web.handlers import ApiRequest, Endpoint, Reply, rpc_call
 from web.params import parse_expire, parse_form_key, parse_key, parse_message, parse_multi_body
-from web.ret import NoNodeError
+from web.push_wait import PushWait, outcomes_json, parse_wait, push_meta
+from web.ret import NoNodeError, RetError
+from web.tracing import WebTracer
 
 log = logging.getLogger(__name__)
 
@@ -29,96 +37,153 @@ def token_matches(authorization: str, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8"))
 
 
-class AdminHandler(ApiHandler):
-    """Base of the admin endpoints: bearer-token check in prepare(), before any body is parsed."""
+class AdminEndpoint(Endpoint):
+    """Base of the admin endpoints: POST, bearer token (when configured)."""
 
-    def initialize(self, view: ClusterView, limits: LimitsConfig, names: ParamNames = LEGACY,
-                   token: str = "") -> None:
-        super().initialize(view, limits, names)
-        self.token = token
-
-    def prepare(self) -> None:
-        if not self.token:
-            return
-        if token_matches(self.request.headers.get("Authorization", ""), self.token):
-            return
-        log.warning("%s: admin request from %s refused: missing or wrong bearer token",
-                    self.request.path, self.request.remote_ip)
-        self.set_header("WWW-Authenticate", 'Bearer realm="pushcluster-admin"')
-        self.reply_http_error(401, "unauthorized")
-
-    async def post(self) -> None:
-        await self.respond(self.serve())
-
-    async def serve(self) -> JSONData | None:
-        raise NotImplementedError
+    method: ClassVar[str] = "POST"
+    admin: ClassVar[bool] = True
 
 
-class PushPrivateHandler(AdminHandler):
-    """POST /push/private?key=K&expire=S, body = the message JSON -> {"mid": N, "online": C}."""
+class PushEndpoint(AdminEndpoint):
+    """What the two push endpoints share: the wait parameters, the trace, the longer call of a waiting push."""
 
-    async def serve(self) -> JSONData:
-        key = parse_key(self.arg("key"), self.limits.max_key_bytes)
-        expire = parse_expire(self.arg("expire"), self.limits.max_expire)
-        message = parse_message(self.request.body, self.limits.max_body_bytes)
+    tracer: WebTracer | None = None   # set by web.app.make_admin_app when the node traces
+    rpc_timeout: float = 3.0          # the CometRPC timeout; a waiting push gets its wait time on top
+
+    def _wait(self, request: ApiRequest) -> PushWait | None:
+        limits = self.limits
+        return parse_wait(request.arg("wait"), request.arg("timeout"), limits.push_wait_default,
+                          limits.push_wait_max)
+
+    def _meta(self, src: str, wait: PushWait | None) -> tuple[dict[str, Any] | None, float | None]:
+        """The ``meta`` for the comet (None: none needed) and the call's timeout (None: the client's own)."""
+        if self.tracer is None and wait is None:
+            return None, None
+        meta = push_meta(time.time() if self.tracer is not None else None, src, wait)
+        return meta, None if wait is None else wait.timeout + self.rpc_timeout
+
+    def _failed(self, keys: Sequence[str], reason: str, node: str | None, src: str, message: bytes,
+                expire: int) -> None:
+        if self.tracer is not None:
+            for key in keys:
+                self.tracer.failed(key, reason, node, src, len(message), expire)
+
+
+class PushPrivateEndpoint(PushEndpoint):
+    """POST /push/private?key=K&expire=S[&wait=acked|written[&timeout=S]], body = the message JSON
+    -> {"mid": N, "online": C[, "outcome": O]}."""
+
+    def serve(self, request: ApiRequest) -> Awaitable[Reply]:
+        limits = self.limits
+        key = parse_key(request.arg("key"), limits.max_key_bytes)
+        expire = parse_expire(request.arg("expire"), limits.max_expire)
+        message = parse_message(request.body, limits.max_body_bytes)
+        wait = self._wait(request)
+        src = request.remote_ip
         node = self.view.pick(key)
         if node is None:
+            self._failed((key,), "no comet node serves the key", None, src, message, expire)
             raise NoNodeError(f"key={key}: no comet node")
         client = node.client()
         if client is None:
+            self._failed((key,), f"comet {node.name} has no rpc address", node.name, src, message, expire)
             raise NoNodeError(f"key={key}: comet {node.name} has no rpc address")
-        result: PushResult = await rpc_call(f"key={key}: comet {node.name} PushPrivate",
-                                            client.push_private(key, message, expire))
-        log.debug("key=%s mid=%d: pushed via comet %s to %d connection(s), expire=%d",
-                 key, result.mid, node.name, result.online, expire)
-        return {"mid": result.mid, "online": result.online}
+        meta, timeout = self._meta(src, wait)
+        call = (client.push_private(key, message, expire) if meta is None
+                else client.push_private(key, message, expire, meta, timeout=timeout))
+        return self._push(node, key, call, expire, wait is not None, src, len(message))
+
+    async def _push(self, node: CometNode, key: str, call: Awaitable[PushResult], expire: int, waited: bool,
+                    src: str, size: int) -> Reply:
+        try:
+            result = await rpc_call(f"key={key}: comet {node.name} PushPrivate", call)
+        except RetError as exc:
+            if self.tracer is not None:
+                self.tracer.failed(key, exc.reason.removeprefix(f"key={key}: "), node.name, src, size, expire)
+            raise
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("key=%s mid=%d: pushed via comet %s to %d connection(s), expire=%d%s", key, result.mid,
+                      node.name, result.online, expire, f", outcome {result.outcome}" if waited else "")
+        if waited:
+            return b'{"mid":%d,"online":%d,"outcome":"%b"}' % (result.mid, result.online, result.outcome.encode())
+        return b'{"mid":%d,"online":%d}' % (result.mid, result.online)
 
 
-class PushMultiHandler(AdminHandler):
-    """POST /push/mprivate?expire=S, body {"m": "<message JSON>", "k": "k1,k2"} -> {"fk": [failed keys]}.
+class PushMultiEndpoint(PushEndpoint):
+    """POST /push/mprivate?expire=S[&wait=acked|written[&timeout=S]], body {"m": "<message JSON>", "k": "k1,k2"}
+    -> {"fk": [failed keys][, "outcomes": {key: O}]}.
 
     Keys are grouped by comet node and the nodes are pushed concurrently; a node that cannot be reached
     (or has no RPC address, or no node at all) fails only its own keys.
     """
 
-    async def serve(self) -> JSONData:
-        expire = parse_expire(self.arg("expire"), self.limits.max_expire)
-        message, keys = parse_multi_body(self.request.body, self.limits.max_body_bytes,
-                                         self.limits.max_key_bytes, self.limits.max_keys_per_push)
+    def serve(self, request: ApiRequest) -> Awaitable[Reply]:
+        limits = self.limits
+        expire = parse_expire(request.arg("expire"), limits.max_expire)
+        message, keys = parse_multi_body(request.body, limits.max_body_bytes, limits.max_key_bytes,
+                                         limits.max_keys_per_push)
+        wait = self._wait(request)
+        return self._push_all(keys, message, expire, request.remote_ip, wait)
+
+    async def _push_all(self, keys: list[str], message: bytes, expire: int, src: str,
+                        wait: PushWait | None) -> Reply:
         groups, unrouted = self.view.group(keys)
         if unrouted:
             log.warning("%d key(s) have no comet node, e.g. key=%s", len(unrouted), unrouted[0])
+            self._failed(unrouted, "no comet node serves the key", None, src, message, expire)
+        meta, timeout = self._meta(src, wait)
         failed = set(unrouted)
-        results = await asyncio.gather(*(self._push(node, node_keys, message, expire)
-                                         for node, node_keys in groups.items()))
-        for node_failed in results:
+        outcomes: dict[str, str] = {}
+        if len(groups) == 1:
+            ((node, node_keys),) = groups.items()
+            results = [await self._push(node, node_keys, message, expire, src, meta, timeout)]
+        else:
+            results = await asyncio.gather(*(self._push(node, node_keys, message, expire, src, meta, timeout)
+                                             for node, node_keys in groups.items()))
+        for node_failed, node_outcomes in results:
             failed.update(node_failed)
+            outcomes.update(node_outcomes)
         log.info("mprivate: %d key(s) on %d comet(s), %d failed, expire=%d",
                  len(keys), len(groups), len(failed), expire)
-        return {"fk": [key for key in keys if key in failed]}
+        failed_keys = [key for key in keys if key in failed] if failed else []
+        reply = b'{"fk":%b' % json.dumps(failed_keys, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if wait is not None:
+            reply += b',"outcomes":%b' % outcomes_json(outcomes, keys)
+        return reply + b"}"
 
-    @staticmethod
-    async def _push(node: CometNode, keys: Sequence[str], message: bytes, expire: int) -> list[str]:
-        """Push to one node's keys; the keys that failed (all of them when the node fails)."""
+    async def _push(self, node: CometNode, keys: Sequence[str], message: bytes, expire: int, src: str,
+                    meta: dict[str, Any] | None, timeout: float | None) -> tuple[list[str], dict[str, str]]:
+        """Push to one node's keys; the keys that failed (all of them when the node fails) and the outcomes."""
         client = node.client()
         if client is None:
             log.warning("comet %s: no rpc address, %d key(s) failed, e.g. key=%s", node.name, len(keys), keys[0])
-            return list(keys)
+            self._failed(keys, f"comet {node.name} has no rpc address", node.name, src, message, expire)
+            return list(keys), {}
+        outcomes: dict[str, str] = {}
         try:
-            failed = await client.push_privates(keys, message, expire)
+            if meta is None:
+                failed = await client.push_privates(keys, message, expire)
+            else:
+                failed, outcomes = await client.push_privates_meta(keys, message, expire, meta, timeout=timeout)
         except RpcUnavailable as exc:
             log.error("comet %s: unreachable (%s), %d key(s) failed, e.g. key=%s",
                       node.name, exc, len(keys), keys[0])
-            return list(keys)
+            self._failed(keys, f"comet {node.name} PushPrivates: node unreachable ({exc})", node.name, src, message,
+                         expire)
+            return list(keys), {}
         except RemoteError as exc:
             log.error("comet %s: PushPrivates error %d %s, %d key(s) failed, e.g. key=%s",
                       node.name, exc.code, exc.message, len(keys), keys[0])
-            return list(keys)
+            self._failed(keys, f"comet {node.name} PushPrivates: error {exc.code} {exc.message}", node.name, src,
+                         message, expire)
+            return list(keys), {}
+        if not failed:
+            return [], outcomes
         asked = set(keys)
-        return [key for key in failed if key in asked]
+        return [key for key in failed if key in asked], outcomes
 
 
-class DelPrivateHandler(AdminHandler):
+class DelPrivateEndpoint(AdminEndpoint):
     """POST /msg/del, form key=K: delete K's stored messages, then close K's comet connections.
 
     The delete comes first (a client that reconnects after the close finds nothing to fetch). If the
@@ -126,13 +191,15 @@ class DelPrivateHandler(AdminHandler):
     cannot be reached the delete still stands and ``closed`` is null.
     """
 
-    async def serve(self) -> JSONData:
-        key = parse_form_key(self.request.body, self.limits.max_key_bytes)
+    def serve(self, request: ApiRequest) -> Awaitable[Reply]:
+        return self._delete(parse_form_key(request.body, self.limits.max_key_bytes))
+
+    async def _delete(self, key: str) -> Reply:
         deleted = await rpc_call(f"key={key}: message DelPrivate",
                                  self.view.message_client().del_private(key))
         closed = await self._close(key)
         log.info("key=%s: %d stored message(s) deleted, connections closed: %s", key, deleted, closed)
-        return {"deleted": deleted, "closed": closed}
+        return b'{"deleted":%d,"closed":%b}' % (deleted, b"null" if closed is None else b"%d" % closed)
 
     async def _close(self, key: str) -> int | None:
         """Connections closed on the key's comet (0 when no node serves it, None when that failed)."""

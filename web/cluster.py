@@ -9,6 +9,7 @@ does not change.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Callable, Iterable, Sequence
 
@@ -24,25 +25,49 @@ CometClientFactory = Callable[[CometNodeInfo], CometAPI]
 class CometNode:
     """One comet node as the web sees it: its published info and a lazily created RPC client."""
 
-    __slots__ = ("info", "_factory", "_client")
+    __slots__ = ("_info", "_factory", "_client", "_server_json")
 
     def __init__(self, info: CometNodeInfo, factory: CometClientFactory) -> None:
-        self.info = info
+        self._info = info
         self._factory = factory
         self._client: CometAPI | None = None
+        self._server_json: dict[tuple[bool, bool], bytes | None] = {}
+
+    @property
+    def info(self) -> CometNodeInfo:
+        return self._info
+
+    @info.setter
+    def info(self, info: CometNodeInfo) -> None:
+        self._info = info
+        self._server_json = {}
 
     @property
     def name(self) -> str:
-        return self.info.name
+        return self._info.name
 
     def addresses(self, websocket: bool) -> list[str]:
         """The node's client addresses for WebSocket (True) or TCP (False), in published order."""
-        return list(self.info.ws if websocket else self.info.tcp)
+        return list(self._info.ws if websocket else self._info.tcp)
+
+    def server_json(self, websocket: bool, every: bool) -> bytes | None:
+        """``{"server":"<first address>"}`` (``every``: ``{"server":[<every address>]}``) as JSON bytes, made
+        once per node and protocol; None when the node has no address for that protocol."""
+        cache_key = (websocket, every)
+        if cache_key in self._server_json:
+            return self._server_json[cache_key]
+        addresses = self.addresses(websocket)
+        value: bytes | None = None
+        if addresses:
+            server = addresses if every else addresses[0]
+            value = b'{"server":%b}' % json.dumps(server, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self._server_json[cache_key] = value
+        return value
 
     def client(self) -> CometAPI | None:
         """The node's RPC client (created on first call), or None when the node publishes no RPC address."""
-        if self._client is None and self.info.rpc:
-            self._client = self._factory(self.info)
+        if self._client is None and self._info.rpc:
+            self._client = self._factory(self._info)
         return self._client
 
     async def close(self) -> None:
@@ -52,15 +77,17 @@ class CometNode:
             await client.close()
 
     def __repr__(self) -> str:
-        return f"CometNode({self.name!r}, rpc={self.info.rpc!r})"
+        return f"CometNode({self.name!r}, rpc={self._info.rpc!r})"
 
 
 class ClusterView:
     """The comet ring plus the message client; safe to update while requests run (one event loop)."""
 
     def __init__(self, nodes: Iterable[CometNodeInfo], message: MessageAPI,
-                 comet_client_factory: CometClientFactory) -> None:
+                 comet_client_factory: CometClientFactory, *, retire_after: float = 0.0) -> None:
         self._message = message
+        self._retire_after = retire_after  # seconds a retired node's client lives on for the calls it is running
+        self._retiring: set[asyncio.Task[None]] = set()
         self._factory = comet_client_factory
         self._nodes: dict[str, CometNode] = {}
         self._ring = Ring({})
@@ -94,12 +121,28 @@ class ClusterView:
     async def update(self, nodes: Sequence[CometNodeInfo]) -> None:
         """Replace the node list: rebuild the ring, keep the clients of unchanged nodes, close the others."""
         retired = self._install(list(nodes))
-        if retired:
+        if not retired:
+            return
+        if self._retire_after <= 0:
             await asyncio.gather(*(self._close_node(node) for node in retired))
+            return
+        task = asyncio.ensure_future(self._close_later(retired))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _close_later(self, nodes: list[CometNode]) -> None:
+        """Close retired nodes once every call they may be running has ended (or at once when close() cancels)."""
+        try:
+            await asyncio.sleep(self._retire_after)
+        finally:
+            await asyncio.gather(*(self._close_node(node) for node in nodes))
 
     async def close(self) -> None:
         """Close every comet client and the message client."""
         nodes, self._nodes, self._ring = list(self._nodes.values()), {}, Ring({})
+        for task in list(self._retiring):
+            task.cancel()   # its finally closes its nodes now
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         await asyncio.gather(*(self._close_node(node) for node in nodes))
         await self._message.close()
 

@@ -17,6 +17,7 @@ from message.client import MessageClientConfig
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.ring import MAX_WEIGHT
 from thirdparty.tls import TlsConfigError, server_context
+from thirdparty.trace_buffer import TraceBufferConfig
 from thirdparty.zk_config import ZookeeperConfig
 
 
@@ -107,6 +108,8 @@ class LimitsConfig:
     max_expire: int = 30 * 24 * 3600     # longest message lifetime, seconds
     idle_timeout: float = 60.0           # seconds an idle keep-alive connection is kept open
     body_timeout: float = 30.0           # seconds allowed to receive one request body
+    push_wait_default: float = 5.0       # seconds a push with wait=acked waits when it gives no timeout
+    push_wait_max: float = 30.0          # longest timeout a push with wait may ask for
 
     @property
     def hard_body_cap(self) -> int:
@@ -119,6 +122,8 @@ class LimitsConfig:
                 raise ConfigError(f"limits.{name} must be >= 1")
         if self.idle_timeout <= 0 or self.body_timeout <= 0:
             raise ConfigError("limits.idle_timeout and limits.body_timeout must be > 0")
+        if not 0 < self.push_wait_default <= self.push_wait_max <= 3600:
+            raise ConfigError("limits: need 0 < push_wait_default <= push_wait_max <= 3600")
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,7 @@ class WebConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)  # hosts set: comets and message nodes
                                                                          # come from ZooKeeper, not this file
+    trace: TraceBufferConfig = field(default_factory=TraceBufferConfig)  # failed pushes and fetches, traced
 
     def check(self) -> None:
         for name in self.comets:

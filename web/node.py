@@ -10,19 +10,20 @@ does not start.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 
-import tornado.web
 from tornado.httpserver import HTTPServer
 
 from comet.client import CometAPI, CometClient, CometNodeInfo
 from message.client import MessageClient
 from thirdparty.confload import parse_address
 from thirdparty.tls import server_context
-from web.app import make_admin_app, make_public_app
+from web.app import Api, make_admin_app, make_public_app
 from web.cluster import ClusterView, CometClientFactory
 from web.config import WebConfig, is_loopback
+from web.tracing import WebTracer, make_tracer
 from web.zk_view import ZkClusterSource
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class WebNode:
         self._view = view
         self._zk: ZkClusterSource | None = None
         self._servers: list[HTTPServer] = []
+        self._apps: list[Api] = []
+        self.tracer: WebTracer | None = None
 
     @property
     def view(self) -> ClusterView | None:
@@ -61,16 +64,19 @@ class WebNode:
     async def start(self) -> None:
         if self._view is None and self.config.zookeeper.enabled:
             self._zk = await ZkClusterSource.open(self.config.zookeeper, comet_client_factory(self.config),
-                                                  message_timeout=self.config.message.timeout)
+                                                  message_timeout=self.config.message.timeout,
+                                                  retire_after=self.config.rpc.comet_timeout)
             self._view = self._zk.view
         elif self._view is None:
             self._view = build_view(self.config)
         tls_config = self.config.tls
         tls = server_context(tls_config.cert, tls_config.key) if tls_config.enabled else None
-        self._listen(make_public_app(self._view, self.config), self.config.public.bind, "public",
+        self.tracer = make_tracer(self.config.trace, self._view)
+        self._listen(make_public_app(self._view, self.config, self.tracer), self.config.public.bind, "public",
                      tls if tls_config.public else None)
         admin_tls = tls if tls_config.admin else None
-        self._listen(make_admin_app(self._view, self.config), self.config.admin.bind, "admin", admin_tls)
+        self._listen(make_admin_app(self._view, self.config, self.tracer), self.config.admin.bind, "admin",
+                     admin_tls)
         if self.config.admin.token:
             log.info("admin: bearer token required")
             exposed = [bind for bind in self.config.admin.bind if not is_loopback(parse_address(bind)[0])]
@@ -82,8 +88,14 @@ class WebNode:
         servers, self._servers = self._servers, []
         for server in servers:
             server.stop()
+        apps, self._apps = self._apps, []
+        grace = self.config.rpc.comet_timeout + 1.0   # a running push gets its comet's answer or its timeout
+        await asyncio.gather(*(app.drain(grace) for app in apps))
         for server in servers:
             await server.close_all_connections()
+        if self.tracer is not None:
+            await self.tracer.buffer.close()
+            self.tracer = None
         if self._zk is not None:
             zk, self._zk = self._zk, None
             await zk.stop()
@@ -92,8 +104,8 @@ class WebNode:
             await view.close()
         log.info("web node stopped")
 
-    def _listen(self, app: tornado.web.Application, binds: list[str], what: str,
-                tls: ssl.SSLContext | None) -> None:
+    def _listen(self, app: Api, binds: list[str], what: str, tls: ssl.SSLContext | None) -> None:
+        self._apps.append(app)
         limits = self.config.limits
         server = HTTPServer(app, max_body_size=limits.hard_body_cap, idle_connection_timeout=limits.idle_timeout,
                             body_timeout=limits.body_timeout, ssl_options=tls)

@@ -9,12 +9,13 @@ import json
 import re
 from enum import IntEnum
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from web.ret import ParamError
 
 INT64_MAX = (1 << 63) - 1
-_UINT_RE = re.compile(r"[0-9]{1,19}\Z")
+MAX_UINT_DIGITS = 19
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON_WS = b" \t\r\n"
 
 
@@ -25,13 +26,55 @@ class Proto(IntEnum):
     TCP = 2
 
 
+def parse_query(query: str) -> dict[str, str]:
+    """The parameters of a query string, the first value of each (as in Go), percent- and plus-decoded.
+
+    Splits and decodes exactly as tornado's ``parse_qs_bytes(query, keep_blank_values=True)`` (``&`` only; a
+    name without ``=`` has the value ""), but keeps the text in latin-1 so that every byte survives:
+    :func:`query_text` turns a value into the UTF-8 the client sent. Only the first value of a name is kept.
+    """
+    args: dict[str, str] = {}
+    if not query:
+        return args
+    for part in query.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote(name.replace("+", " "), encoding="latin-1")
+        if name in args:
+            continue
+        if "%" in value or "+" in value:
+            value = unquote(value.replace("+", " "), encoding="latin-1")
+        args[name] = value
+    return args
+
+
+def query_text(value: str, name: str) -> str:
+    """A value of :func:`parse_query` as the UTF-8 text the client sent; ParamError if it is not UTF-8."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise ParamError(f"{name} is not UTF-8") from None
+
+
 def parse_key(value: str, max_bytes: int, name: str = "key") -> str:
-    """A subscriber key: 1..max_bytes bytes of UTF-8."""
+    """A subscriber key: 1..max_bytes bytes of UTF-8, no control characters (C0, DEL: they could forge log lines)."""
     if not value:
         raise ParamError(f"{name} is missing")
-    size = len(value.encode("utf-8", "surrogatepass"))
+    if value.isascii():
+        size = len(value)
+    else:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate, from a JSON escape such as "\ud800"
+            raise ParamError(f"{name} is not valid UTF-8") from None
     if size > max_bytes:
         raise ParamError(f"{name} is {size} bytes, more than {max_bytes}")
+    if not value.isprintable() and _CONTROL.search(value):
+        raise ParamError(f"{name} contains control characters")
     return value
 
 
@@ -39,7 +82,7 @@ def parse_uint(value: str, name: str, maximum: int = INT64_MAX) -> int:
     """A decimal integer 0..maximum written with ASCII digits only (no sign, space or underscore)."""
     if not value:
         raise ParamError(f"{name} is missing")
-    if _UINT_RE.match(value) is None:
+    if len(value) > MAX_UINT_DIGITS or not value.isascii() or not value.isdigit():
         raise ParamError(f"{name} is not a non-negative integer")
     number = int(value)
     if number > maximum:
@@ -114,7 +157,11 @@ def parse_multi_body(body: bytes, max_bytes: int, max_key_bytes: int, max_keys: 
         raise ParamError("m must be a non-empty string holding the message JSON")
     if not isinstance(keys, str):
         raise ParamError("k must be a string of comma-separated keys")
-    return parse_message(message.encode("utf-8"), max_bytes), parse_keys(keys, max_key_bytes, max_keys)
+    try:
+        raw = message.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, from a JSON escape such as "\ud800"
+        raise ParamError("m is not valid UTF-8") from None
+    return parse_message(raw, max_bytes), parse_keys(keys, max_key_bytes, max_keys)
 
 
 def parse_form_key(body: bytes, max_key_bytes: int) -> str:

@@ -1,12 +1,15 @@
-"""Ret codes of the web API, one exception class per code, and the one envelope writer (JSON or JSONP).
+"""Ret codes of the web API, one exception class per code, and the envelope writer (JSON or JSONP).
 
-PURE: no tornado or asyncio I/O. Every web response body is built by :func:`render`::
+PURE: no tornado or asyncio I/O. Every web response body is an envelope::
 
     {"ret": CODE, "msg": "ok", "data": {...}}          Content-Type: application/json;charset=utf-8
     CB({"ret": CODE, "msg": "ok", "data": {...}})      Content-Type: application/javascript;charset=utf-8
 
-``data`` is present only when there is something to return. Raw message JSON (already validated when it
-was pushed) is inserted verbatim through :class:`RawJSON`, so a message is never decoded and re-encoded.
+``data`` is present only when there is something to return. :func:`envelope` wraps ``data`` given as JSON
+bytes (the handlers build it from pre-encoded fragments: no dict, no ``json.dumps`` per reply on the hot
+paths); :func:`render` takes a dict and encodes it with :func:`dumps`. Raw message JSON (already validated
+when it was pushed) is inserted verbatim (:class:`RawJSON` in a dict), so a message is never decoded and
+re-encoded.
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ JSONP_CONTENT_TYPE = "application/javascript;charset=utf-8"
 # A JavaScript identifier path such as `jQuery1910_123` or `app.cb$1`; 64 characters at most.
 CALLBACK_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$.]{0,63}\Z")
 # Legal inside JSON strings but line terminators in pre-ES2019 JavaScript: escaped in JSONP bodies only.
-_JS_LINE_TERMINATORS = {ord("\u2028"): "\\u2028", ord("\u2029"): "\\u2029"}
+# In UTF-8 they are E2 80 A8 / E2 80 A9, byte sequences no other character's encoding contains.
+_LS, _PS = "\u2028".encode(), "\u2029".encode()
+_LINE_TERMINATOR_LEAD = _LS[:2]
 
 
 class Ret(IntEnum):
@@ -94,6 +99,11 @@ class RawJSON:
     text: str
 
 
+def json_string(text: str) -> bytes:
+    """``text`` as a compact JSON string literal, UTF-8 kept (not \\u-escaped)."""
+    return json.dumps(text, ensure_ascii=False).encode("utf-8")
+
+
 def dumps(value: Any) -> str:
     """Compact JSON for dicts, lists, scalars and RawJSON values (UTF-8 kept, not \\u-escaped)."""
     if isinstance(value, RawJSON):
@@ -106,15 +116,29 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
+def _head(ret: Ret, msg: str) -> bytes:
+    return b'{"ret":%d,"msg":%b' % (int(ret), json_string(msg))
+
+
+_HEADS: dict[Ret, bytes] = {ret: _head(ret, text) for ret, text in RET_MSG.items()}
+
+
+def envelope(ret: Ret, data: bytes | None = None, callback: str | None = None,
+             msg: str | None = None) -> tuple[bytes, str]:
+    """The response body around ``data`` (the JSON text of the data object, or None) and its Content-Type.
+
+    ``callback`` must already have passed check_callback; ``msg`` replaces the ret's standard text (used for
+    HTTP-level errors such as "not found")."""
+    head = _HEADS[ret] if msg is None else _head(ret, msg)
+    body = head + b"}" if data is None else b"".join((head, b',"data":', data, b"}"))
+    if callback is None:
+        return body, JSON_CONTENT_TYPE
+    if _LINE_TERMINATOR_LEAD in body:
+        body = body.replace(_LS, b"\\u2028").replace(_PS, b"\\u2029")
+    return b"".join((callback.encode("ascii"), b"(", body, b")")), JSONP_CONTENT_TYPE
+
+
 def render(ret: Ret, data: dict[str, Any] | None = None, callback: str | None = None,
            msg: str | None = None) -> tuple[bytes, str]:
-    """The response body and its Content-Type. ``callback`` must already have passed check_callback;
-    ``msg`` replaces the ret's standard text (used for HTTP-level errors such as "not found")."""
-    envelope: dict[str, Any] = {"ret": int(ret), "msg": msg if msg is not None else RET_MSG[ret]}
-    if data is not None:
-        envelope["data"] = data
-    text = dumps(envelope)
-    if callback is None:
-        return text.encode("utf-8"), JSON_CONTENT_TYPE
-    body = f"{callback}({text.translate(_JS_LINE_TERMINATORS)})"
-    return body.encode("utf-8"), JSONP_CONTENT_TYPE
+    """:func:`envelope` for ``data`` given as a dict (encoded with :func:`dumps`)."""
+    return envelope(ret, None if data is None else dumps(data).encode("utf-8"), callback, msg)

@@ -37,12 +37,12 @@ class ZkClusterSource:
 
     @classmethod
     async def open(cls, config: ZookeeperConfig, comet_client_factory: CometClientFactory, *,
-                   message_timeout: float) -> ZkClusterSource:
+                   message_timeout: float, retire_after: float = 0.0) -> ZkClusterSource:
         """Connect, build an empty view over a MessagePool, and fill both from ZooKeeper before returning."""
         session = ZkSession(config.hosts, session_timeout=config.session_timeout, root=config.root)
         await session.start()
         pool = MessagePool(timeout=message_timeout)
-        source = cls(session, ClusterView([], pool, comet_client_factory), pool)
+        source = cls(session, ClusterView([], pool, comet_client_factory, retire_after=retire_after), pool)
         try:
             await source.start()
         except BaseException:

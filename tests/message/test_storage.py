@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from message.mid import MAX_MID, time_id
-from message.redis_storage import MID_KEY, MSG_KEY, SAVE_LUA, TOP_KEY, TRIM_KEY, RedisStorage
+from message.redis_storage import MID_KEY, MSG_KEY, SAVE_LUA, SAVE_MANY_CHUNK, TOP_KEY, TRIM_KEY, RedisStorage
 from message.sqlite_storage import SqliteStorage
 from message.storage import InvalidArgument, Limits, StorageUnavailable
 from tests.helpers import free_port
@@ -269,6 +269,34 @@ async def test_redis_saves_survive_a_flushed_script_cache_and_batch_concurrent_c
     assert sync_redis.zcard(MSG_KEY % "k") == 51
     assert sorted(many) == ["a", "b", "c"]
     assert sync_redis.script_exists(hashlib.sha1(SAVE_LUA.encode()).hexdigest())[0]
+
+
+async def test_redis_save_many_fails_only_the_key_whose_records_are_broken(redis_url, sync_redis):
+    """One script saves a shard's keys; a key whose save fails inside it (here: its mid record is not a string)
+    is left out of the result, and the keys before and after it are saved."""
+    sync_redis.hset(MID_KEY % "broken", "x", "1")
+    store = RedisStorage({"r1": redis_url}, now_ns=Clock())
+    try:
+        saved = await store.save_many(["a", "broken", "b"], b"m", 60)
+        assert sorted(saved) == ["a", "b"]
+        assert (await store.fetch("b", 0)).msgs == [(saved["b"], b"m")]
+    finally:
+        await store.close()
+    assert not sync_redis.exists(MSG_KEY % "broken")
+
+
+async def test_redis_save_many_of_more_keys_than_one_script_takes(redis_url):
+    clock = Clock()
+    store = RedisStorage({"r1": redis_url}, now_ns=clock)
+    try:
+        keys = [f"k{n}" for n in range(SAVE_MANY_CHUNK * 2 + 5)]
+        first = await store.save_many(keys, b"1", 60)
+        second = await store.save_many(keys, b"2", 60)
+        assert sorted(first) == sorted(second) == sorted(keys)
+        assert all(second[key] == first[key] + 1 for key in keys)  # the same now: each key's own counter
+        assert (await store.fetch(keys[-1], 0)).msgs == [(first[keys[-1]], b"1"), (second[keys[-1]], b"2")]
+    finally:
+        await store.close()
 
 
 async def test_redis_set_that_expired_as_a_whole_reports_trimmed(redis_url, sync_redis):

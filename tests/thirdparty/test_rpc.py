@@ -20,7 +20,7 @@ from thirdparty.rpc_server import RpcServer
 @dataclass
 class Service:
     RPC_METHODS = ("Add", "Echo", "Gate", "Hang", "Fail", "Crash", "Record", "Unencodable", "Optional",
-                   "Repeat")
+                   "Repeat", "Big")
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
     started: list[str] = field(default_factory=list)
     recorded: list[object] = field(default_factory=list)
@@ -59,6 +59,10 @@ class Service:
 
     async def Repeat(self, data, times):
         return data * times
+
+    async def Big(self, n):
+        self.started.append(n)
+        return b"x" * (256 * 1024)
 
 
 class Node:
@@ -389,6 +393,27 @@ async def test_max_inflight_applies_back_pressure():
         assert await asyncio.gather(*calls) == ["a", "b", "c"]
     finally:
         await client.close()
+        await node.stop()
+
+
+async def test_a_peer_that_does_not_take_its_replies_gets_no_more_work_done():
+    """Back pressure on the write side: requests of a peer that leaves its replies unread wait (beyond the
+    inflight limit, they are not run into an ever-growing buffer); once it reads, every one is answered."""
+    node = Node(max_inflight=8).start()
+    count = 200  # 200 x 256 KiB of replies: far more than the socket buffers of both ends hold
+    data = b"".join(encode_request(n, "T.Big", [n]) for n in range(count))
+    try:
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5.0) as sock:
+            sock.sendall(data)
+            await eventually(lambda: len(node.service.started) > 0)
+            await asyncio.sleep(0.3)  # time to run everything, were nothing holding it back
+            assert len(node.service.started) < count
+            decoder, frames = Decoder(max_frame_size=1 << 20), []
+            while len(frames) < count:
+                frames += decoder.feed(await asyncio.to_thread(sock.recv, 1 << 20))
+        assert sorted(frame.msgid for frame in frames) == list(range(count))
+        assert sorted(node.service.started) == list(range(count))
+    finally:
         await node.stop()
 
 

@@ -117,3 +117,16 @@ async def test_close_closes_every_client_and_the_message_client() -> None:
     await view.close()
     assert all(comet.closed for comet in made) and message.closed  # type: ignore[union-attr]
     assert view.pick("a") is None
+
+
+async def test_server_json_is_made_once_and_follows_an_address_change() -> None:
+    view, _ = make_view(node_info("n1", tcp=["10.0.0.1:1", "10.0.0.2:1"], ws=[]))
+    node = view.pick("a")
+    assert node is not None
+    assert node.server_json(websocket=False, every=False) == b'{"server":"10.0.0.1:1"}'
+    assert node.server_json(websocket=False, every=True) == b'{"server":["10.0.0.1:1","10.0.0.2:1"]}'
+    assert node.server_json(websocket=True, every=False) is None
+    await view.update([node_info("n1", tcp=["10.0.0.9:1"], ws=["10.0.0.9:2"])])
+    assert view.pick("a") is node  # same RPC endpoint: the same node, refreshed addresses
+    assert node.server_json(websocket=False, every=False) == b'{"server":"10.0.0.9:1"}'
+    assert node.server_json(websocket=True, every=True) == b'{"server":["10.0.0.9:2"]}'

@@ -252,9 +252,16 @@ async def test_responses_are_not_cacheable(env: WebEnv) -> None:
 
 
 async def test_keys_reach_the_message_node_byte_for_byte(env: WebEnv) -> None:
-    for key in (" padded ", "tab\tkey", "a\x01b"):
+    for key in (" padded ", "ünïcode", "a b"):
         env.message.stored[key] = [(3, b"1")]
         assert (await env.get("/1/msg/get", k=key, m="0"))["data"]["msgs"][0]["mid"] == 3
+
+
+async def test_keys_with_control_characters_are_refused(env: WebEnv) -> None:
+    for key in ("tab\tkey", "a\x01b", "line\nbreak", "del\x7f"):
+        env.message.stored[key] = [(3, b"1")]
+        assert (await env.get("/1/msg/get", k=key, m="0"))["ret"] == 65534
+        assert (await env.get("/1/server/get", k=key, p="2"))["ret"] == 65534
 
 
 async def test_first_value_of_a_repeated_parameter_wins(env: WebEnv) -> None:
@@ -271,3 +278,39 @@ async def test_access_log_line_per_request(env: WebEnv, caplog: pytest.LogCaptur
     assert lines[0][2].startswith("GET /1/server/get 200 ret=65534 ")
     assert lines[1][:2] == ("web.access.public", logging.WARNING)
     assert lines[1][2].startswith("GET /missing 404 ret=65534 ")
+
+
+async def test_head_and_other_methods_are_405_as_before(env: WebEnv) -> None:
+    response = await env.public.head("/1/server/get", params={"k": "a", "p": "1"})
+    assert response.status_code == 405 and response.content == b""
+    assert int(response.headers["content-length"]) == len(b'{"ret":65534,"msg":"method not allowed"}')
+    for method in ("OPTIONS", "PUT", "FOO"):
+        response = await env.public.request(method, "/1/time/get")
+        assert response.status_code == 405, method
+        assert envelope(response) == {"ret": 65534, "msg": "method not allowed"}
+    assert (await env.public.request("FOO", "/nothing")).status_code == 405
+    assert (await env.public.request("DELETE", "/nothing")).status_code == 404
+    await env.assert_alive()
+
+
+async def test_a_bug_is_a_500_envelope_with_the_traceback_logged(env: WebEnv, caplog: pytest.LogCaptureFixture,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(key: str, mid: int) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(env.message, "get_private", broken)
+    with caplog.at_level(logging.ERROR, logger="web"):
+        response = await env.public.get("/1/msg/get", params={"k": "u1", "m": "0"})
+    assert response.status_code == 500
+    assert envelope(response) == {"ret": 65535, "msg": "internal error"}
+    assert response.headers["cache-control"] == "no-store"
+    [record] = [r for r in caplog.records if r.name == "web.app"]
+    assert record.exc_info is not None and "a bug" in str(record.exc_info[1])
+    monkeypatch.undo()
+    await env.assert_alive()
+
+
+async def test_responses_carry_date_and_length(env: WebEnv) -> None:
+    response = await env.public.get("/1/time/get")
+    assert response.headers["date"].endswith(" GMT")
+    assert int(response.headers["content-length"]) == len(response.content)

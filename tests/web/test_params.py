@@ -6,7 +6,7 @@ import json
 import pytest
 
 from web.params import (Proto, parse_expire, parse_form_key, parse_key, parse_keys, parse_message, parse_mid,
-                        parse_multi_body, parse_proto)
+                        parse_multi_body, parse_proto, parse_query, query_text)
 from web.ret import ParamError
 
 
@@ -84,3 +84,18 @@ def test_form_key() -> None:
     for bad in (b"", b"key=", b"k=a", b"key=%ff", b"\xff", b"key=" + b"x" * 11):
         with pytest.raises(ParamError):
             parse_form_key(bad, 10)
+
+
+def test_query_keeps_the_first_value_and_decodes_like_tornado() -> None:
+    assert parse_query("") == {}
+    assert parse_query("k=a&p=1&p=9&&m") == {"k": "a", "p": "1", "m": ""}
+    assert parse_query("k=a+b%2Bc&%6B2=x") == {"k": "a b+c", "k2": "x"}
+    assert parse_query("k=a;p=1") == {"k": "a;p=1"}  # "&" separates, ";" does not
+
+
+def test_query_text_is_the_utf8_the_client_sent() -> None:
+    args = parse_query("k=%C3%A9&raw=\xc3\xa9&bad=%FF")
+    assert query_text(args["k"], "k") == "é"
+    assert query_text(args["raw"], "raw") == "é"  # unescaped UTF-8 in the request line (read as latin-1)
+    with pytest.raises(ParamError):
+        query_text(args["bad"], "bad")
