@@ -55,7 +55,7 @@ class StorageConfig:
     redis: dict[str, str] = field(default_factory=_default_redis)  # shard name -> URL; keys sharded by ketama
     redis_weights: dict[str, int] = field(default_factory=dict)   # shard name -> ring weight (default 1)
     redis_timeout: float = 1.0            # seconds for connect and for each reply
-    redis_max_connections: int = 64       # most connections per shard (the store pipelines over one)
+    redis_max_connections: int = 64       # unused: one pipelined connection per shard; kept so old configs load
     sqlite_path: str = "pushcluster-data/messages.db"
     sqlite_sweep_interval: float = 60.0   # seconds between sweeps of expired messages
     max_per_key: int = DEFAULT_LIMITS.max_per_key
