@@ -26,6 +26,12 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+try:  # redis-py >= 7: its "maintenance notifications" mode skips the check that redials a connection the server
+    from redis.maint_notifications import MaintNotificationsConfig   # closed (a restarted Redis); turn it off
+    _POOL_OPTIONS: dict[str, object] = {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+except ImportError:  # older redis-py: no such mode
+    _POOL_OPTIONS = {}
+
 from message.storage import StorageUnavailable
 from message.trace_store import Group, MessageTraceConfig, TraceRecord, group
 from thirdparty.ring import Ring
@@ -57,7 +63,7 @@ class _Shard:
         self.name = name
         self.pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
             url, max_connections=MAX_CONNECTIONS, timeout=timeout, socket_timeout=timeout,
-            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0), **_POOL_OPTIONS)
         self.client: Redis = Redis(connection_pool=self.pool)
         self.write = self.client.register_script(WRITE_LUA)
 
