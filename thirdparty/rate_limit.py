@@ -149,6 +149,21 @@ class AddressLimiter:
             self._drop(slot)
         return len(full)
 
+    def exempts(self, host: str) -> bool:
+        """True when ``host`` is in an exempt network (never limited, never tracked)."""
+        return self._is_exempt(host)
+
+    def tracks(self, host: str) -> bool:
+        """True when ``host``'s group has an entry (open connections, or a bucket still refilling)."""
+        return address_group(host) in self._slots
+
+    def retry_after(self, host: str, now: float) -> float:
+        """Seconds until ``host``'s bucket holds a whole token again (0.0 when it does, or is not tracked)."""
+        slot = self._slots.get(address_group(host))
+        if slot is None or not self.rate:
+            return 0.0
+        return max(0.0, (1.0 - self._refilled(slot, now)) / self.rate)
+
     def _refilled(self, slot: AddressSlot, now: float) -> float:
         if not self.rate:
             return float(self.burst)
@@ -169,3 +184,48 @@ class AddressLimiter:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self.exempt)
+
+
+class RequestLimiter:
+    """Admission of requests by source address: :class:`AddressLimiter`'s token bucket, each request being a
+    connection that closes at once (it takes a token and holds no slot).
+
+    No timer: :meth:`admit` sweeps the refilled addresses itself, at most once per ``burst / rate`` seconds (1 to
+    60), so an address is forgotten at most about twice that long after its last request. At most ``max_tracked``
+    address groups are tracked: when the table is full (until the next sweep), a request from an address not in it is
+    admitted without being limited, and counted in ``untracked`` (failing open: one client spread over that many
+    addresses is beyond what a per-address limit can stop, and the addresses already tracked stay limited).
+    """
+
+    __slots__ = ("addresses", "max_tracked", "untracked", "_sweep_every", "_next_sweep")
+
+    def __init__(self, *, rate: float, burst: int, exempt: Iterable[Network] = (), max_tracked: int = 100_000) -> None:
+        if max_tracked < 1:
+            raise ValueError("max_tracked must be >= 1")
+        self.addresses = AddressLimiter(rate=rate, burst=burst, exempt=exempt)
+        self.max_tracked = max_tracked
+        self.untracked = 0  # requests admitted unlimited because the table was full
+        self._sweep_every = min(60.0, max(1.0, burst / rate)) if rate else 60.0
+        self._next_sweep = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.addresses.enabled
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    def admit(self, host: str, now: float) -> float:
+        """0.0 when a request from ``host`` may go on; else the seconds until its address has a token again."""
+        limiter = self.addresses
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_every
+            limiter.sweep(now)
+        if len(limiter) >= self.max_tracked and not limiter.tracks(host) and not limiter.exempts(host):
+            self.untracked += 1  # no sweep here: a flood of new addresses must not make each request O(table)
+            return 0.0
+        slot = limiter.acquire(host, now)
+        if isinstance(slot, Refused):
+            return max(limiter.retry_after(host, now), 1e-3)
+        limiter.release(slot, now)
+        return 0.0

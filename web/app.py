@@ -6,12 +6,15 @@ takes) that hands every request to a lean :class:`web.handlers.ApiRequest` and r
 :class:`web.handlers.Endpoint`, without tornado's ``RequestHandler`` (see web/handlers.py for why). Unknown paths
 get HTTP 404 and a JSON envelope, a method the path does not take HTTP 405, never tornado's HTML.
 Each listener logs one line per request to ``web.access.public`` / ``web.access.admin`` (children of
-``web.access``): 2xx/3xx at INFO, 4xx at WARNING, 5xx at ERROR.
+``web.access``): 2xx/3xx at INFO, 4xx at WARNING, 5xx at ERROR, and counts requests and refusals
+(web/stats.py, ``GET /stat`` on the admin listener). The public listener limits the request rate of each source
+address (``[limits] public_rate_per_addr``): past it, HTTP 429 with ``Retry-After`` and a plain-JSON envelope.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any, Awaitable
 
 import tornado.web
@@ -19,11 +22,13 @@ from tornado import httputil
 
 from web.admin import DelPrivateEndpoint, PushMultiEndpoint, PushPrivateEndpoint, token_matches
 from web.cluster import ClusterView
-from web.config import WebConfig
+from thirdparty.rate_limit import RequestLimiter, parse_networks
+from web.config import LimitsConfig, WebConfig
 from web.handlers import (LEGACY, SUPPORTED_METHODS, V1, ApiRequest, Endpoint, MsgEndpoint, Reply, ServerEndpoint,
                           TimeEndpoint, check_request_callback)
-from web.ret import ParamError, Ret, RetError
+from web.ret import InternalError, NoNodeError, ParamError, Ret, RetError
 from web.static_files import static_endpoints
+from web.stats import ListenerStats, StatEndpoint, WebStats
 from web.trace_handlers import KeyTraceEndpoint, MsgTraceEndpoint
 from web.tracing import WebTracer
 
@@ -35,10 +40,15 @@ AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="pushcluster-admin"'}
 class Api(tornado.web.Application):
     """One listener's endpoints by path; every request becomes an :class:`ApiRequest` dispatched here."""
 
-    def __init__(self, endpoints: dict[str, Endpoint], access_logger: str, token: str = "") -> None:
+    def __init__(self, endpoints: dict[str, Endpoint], access_logger: str, token: str = "", *,
+                 stats: ListenerStats | None = None, limiter: RequestLimiter | None = None,
+                 body_cap: int = 0) -> None:
         super().__init__()
         self.endpoints = endpoints
         self.token = token
+        self.stats = stats if stats is not None else ListenerStats()
+        self.limiter = limiter if limiter is not None and limiter.enabled else None
+        self.body_cap = body_cap  # the HTTP server's max_body_size: a larger Content-Length is refused unread
         self.access_log = logging.getLogger(access_logger)
         self._running: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -49,26 +59,53 @@ class Api(tornado.web.Application):
 
     def dispatch(self, request: ApiRequest) -> None:
         """Route a fully received request: 404 / 405 / 401 as tornado's RequestHandler would, else the endpoint."""
+        stats = self.stats
+        stats.requests += 1
+        if self.limiter is not None and not self._admitted(request):
+            return
         endpoint = self.endpoints.get(request.path)
         method = request.method
         if method not in SUPPORTED_METHODS:
+            stats.method_not_allowed += 1
             request.reply_http_error(405, "method not allowed")
             return
         if endpoint is None:
+            stats.not_found += 1
             request.reply_http_error(404, "not found")
             return
         if endpoint.admin and self.token and not self._authorized(request):
             return
         if method != endpoint.method:
+            stats.method_not_allowed += 1
             request.reply_http_error(405, "method not allowed")
             return
         self.answer(request, endpoint)
+
+    def _admitted(self, request: ApiRequest) -> bool:
+        assert self.limiter is not None
+        wait = self.limiter.admit(request.remote_ip, request.started)
+        if not wait:
+            return True
+        self.stats.rate_limited += 1
+        request.reply_http_error(429, "too many requests", {"Retry-After": str(max(1, math.ceil(wait)))})
+        return False
+
+    def connection_closed(self, request: ApiRequest) -> None:
+        """The connection of a request not answered yet closed: count a body the HTTP server refused unread."""
+        try:
+            length = int(request.headers.get("Content-Length", "0"))
+        except ValueError:
+            return
+        if self.body_cap and length > self.body_cap:
+            self.stats.requests += 1
+            self.stats.body_too_large += 1
 
     def _authorized(self, request: ApiRequest) -> bool:
         if token_matches(request.headers.get("Authorization", ""), self.token):
             return True
         log.warning("%s: admin request from %s refused: missing or wrong bearer token", request.path,
                     request.remote_ip)
+        self.stats.unauthorized += 1
         request.reply_http_error(401, "unauthorized", AUTHENTICATE)
         return False
 
@@ -77,24 +114,41 @@ class Api(tornado.web.Application):
         try:
             callback = check_request_callback(endpoint, request)
         except ParamError as exc:  # an invalid callback name is answered in plain JSON and never echoed
-            request.fail(exc)
+            self.fail(request, exc)
             return
         try:
             result = endpoint.serve(request)
         except RetError as exc:
-            request.fail(exc, callback)
+            self.fail(request, exc, callback)
             return
         except Exception:  # noqa: BLE001 - a bug: a 500 envelope and the traceback in the log
-            _crashed(request)
+            self.crashed(request)
             return
         if result is None or isinstance(result, bytes):
             request.reply(Ret.OK, result, callback)
             return
         loop = self._loop or asyncio.get_running_loop()  # one lookup: it costs a getpid() each time
         self._loop = loop
-        task = loop.create_task(_answer_later(request, result, callback))
+        task = loop.create_task(_answer_later(self, request, result, callback))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+
+    def fail(self, request: ApiRequest, exc: RetError, callback: str | None = None) -> None:
+        """Count the error by its ret, and answer with it."""
+        stats = self.stats
+        if isinstance(exc, ParamError):
+            stats.param_error += 1
+        elif isinstance(exc, NoNodeError):
+            stats.no_node += 1
+        elif isinstance(exc, InternalError):
+            stats.internal_error += 1
+        request.fail(exc, callback)
+
+    def crashed(self, request: ApiRequest) -> None:
+        """A bug: a 500 envelope and the traceback in the log."""
+        self.stats.http_500 += 1
+        log.error("%s %s: internal error", request.method, request.path, exc_info=True)
+        request.reply_http_error(500, "internal error")
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for the requests still being answered (the node is stopping)."""
@@ -113,24 +167,28 @@ class Api(tornado.web.Application):
                    "-" if ret is None else int(ret), 1000.0 * request.request_time(), request.remote_ip)
 
 
-async def _answer_later(request: ApiRequest, result: Awaitable[Reply], callback: str | None) -> None:
+async def _answer_later(api: Api, request: ApiRequest, result: Awaitable[Reply], callback: str | None) -> None:
     try:
         data = await result
     except RetError as exc:
-        request.fail(exc, callback)
+        api.fail(request, exc, callback)
     except Exception:  # noqa: BLE001 - a bug: a 500 envelope and the traceback in the log
-        _crashed(request)
+        api.crashed(request)
     else:
         request.reply(Ret.OK, data, callback)
 
 
-def _crashed(request: ApiRequest) -> None:
-    log.error("%s %s: internal error", request.method, request.path, exc_info=True)
-    request.reply_http_error(500, "internal error")
+def public_limiter(limits: LimitsConfig) -> RequestLimiter:
+    """The public listener's per-address request rate limit (disabled when the rate is 0)."""
+    rate = limits.public_rate_per_addr
+    return RequestLimiter(rate=rate, burst=limits.public_burst_per_addr if rate else 0,
+                          exempt=parse_networks(limits.rate_limit_exempt), max_tracked=limits.public_rate_max_addrs)
 
 
-def make_public_app(view: ClusterView, config: WebConfig, tracer: WebTracer | None = None) -> Api:
-    """The client-facing API (DESIGN.md section 2); ``tracer`` traces the messages each fetch returns."""
+def make_public_app(view: ClusterView, config: WebConfig, tracer: WebTracer | None = None,
+                    stats: WebStats | None = None) -> Api:
+    """The client-facing API (DESIGN.md section 2); ``tracer`` traces the messages each fetch returns, ``stats``
+    gets its counters (under "public") and the size of its rate-limit table."""
     common: dict[str, Any] = {"view": view, "limits": config.limits}
     fetches = (MsgEndpoint(**common, names=LEGACY, legacy=True), MsgEndpoint(**common, names=V1, legacy=False))
     if tracer is not None:
@@ -146,11 +204,19 @@ def make_public_app(view: ClusterView, config: WebConfig, tracer: WebTracer | No
         "/1/time/get": TimeEndpoint(**common, names=V1),
         **static_endpoints(**common),   # /static/pushcluster.js, /demo/: the browser client
     }
-    return Api(endpoints, "web.access.public")
+    stats = stats if stats is not None else WebStats()
+    limiter = public_limiter(config.limits)
+    stats.gauges["tracked_addresses"] = lambda: len(limiter)
+    stats.gauges["untracked_requests"] = lambda: limiter.untracked
+    return Api(endpoints, "web.access.public", stats=stats.listener("public"), limiter=limiter,
+               body_cap=config.limits.hard_body_cap)
 
 
-def make_admin_app(view: ClusterView, config: WebConfig, tracer: WebTracer | None = None) -> Api:
-    """The back-end API (DESIGN.md section 3), with the trace queries; ``tracer`` traces failed pushes."""
+def make_admin_app(view: ClusterView, config: WebConfig, tracer: WebTracer | None = None,
+                   stats: WebStats | None = None) -> Api:
+    """The back-end API (DESIGN.md section 3), with the trace queries and ``GET /stat`` (``stats``: the node's
+    counters, this listener's under "admin"); ``tracer`` traces failed pushes. Not rate limited."""
+    stats = stats if stats is not None else WebStats()
     endpoints: dict[str, Endpoint] = {}
     private, multi = PushPrivateEndpoint(view, config.limits), PushMultiEndpoint(view, config.limits)
     for push in (private, multi):
@@ -164,4 +230,6 @@ def make_admin_app(view: ClusterView, config: WebConfig, tracer: WebTracer | Non
         (("/key/trace",), KeyTraceEndpoint(view, config.limits)),
     ):
         endpoints.update((path, endpoint) for path in paths)
-    return Api(endpoints, "web.access.admin", token=config.admin.token)
+    endpoints["/stat"] = StatEndpoint(view, config.limits, stats)
+    return Api(endpoints, "web.access.admin", token=config.admin.token, stats=stats.listener("admin"),
+               body_cap=config.limits.hard_body_cap)

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from comet.client import CometNodeInfo
 from message.client import MessageClientConfig
 from thirdparty.confload import ConfigError, load_config, parse_address
+from thirdparty.rate_limit import parse_networks
 from thirdparty.ring import MAX_WEIGHT
 from thirdparty.tls import TlsConfigError, server_context
 from thirdparty.trace_buffer import TraceBufferConfig
@@ -110,6 +111,10 @@ class LimitsConfig:
     body_timeout: float = 30.0           # seconds allowed to receive one request body
     push_wait_default: float = 5.0       # seconds a push with wait=acked waits when it gives no timeout
     push_wait_max: float = 30.0          # longest timeout a push with wait may ask for
+    public_rate_per_addr: float = 20.0   # public requests per second one address may keep up; 0: no rate limit
+    public_burst_per_addr: int = 100     # public requests one address may send at once before the rate applies
+    public_rate_max_addrs: int = 100_000  # most addresses tracked by the rate limit; past it, new ones go unlimited
+    rate_limit_exempt: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])  # not rate limited
 
     @property
     def hard_body_cap(self) -> int:
@@ -124,6 +129,16 @@ class LimitsConfig:
             raise ConfigError("limits.idle_timeout and limits.body_timeout must be > 0")
         if not 0 < self.push_wait_default <= self.push_wait_max <= 3600:
             raise ConfigError("limits: need 0 < push_wait_default <= push_wait_max <= 3600")
+        if self.public_rate_per_addr < 0 or self.public_burst_per_addr < 0:
+            raise ConfigError("limits.public_rate_per_addr and limits.public_burst_per_addr must be >= 0")
+        if self.public_rate_per_addr > 0 and self.public_burst_per_addr < 1:
+            raise ConfigError("limits.public_burst_per_addr must be >= 1 when public_rate_per_addr is set")
+        if self.public_rate_max_addrs < 1:
+            raise ConfigError("limits.public_rate_max_addrs must be >= 1")
+        try:
+            parse_networks(self.rate_limit_exempt)
+        except ValueError as exc:
+            raise ConfigError(f"limits.rate_limit_exempt: {exc}") from None
 
 
 @dataclass(frozen=True)

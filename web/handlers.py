@@ -96,6 +96,8 @@ class Dispatcher(Protocol):
 
     def log_access(self, request: ApiRequest) -> None: ...
 
+    def connection_closed(self, request: ApiRequest) -> None: ...
+
 
 class ApiRequest(httputil.HTTPMessageDelegate):
     """One request on a web listener, from its headers to the one response (an envelope) it gets."""
@@ -136,6 +138,8 @@ class ApiRequest(httputil.HTTPMessageDelegate):
 
     def on_connection_close(self) -> None:
         self.closed = True
+        if not self.answered:  # e.g. a body the HTTP server refused unread (counted by the dispatcher)
+            self._dispatcher.connection_closed(self)
 
     # --- what endpoints read ------------------------------------------------------------------------------
 
@@ -184,7 +188,7 @@ class ApiRequest(httputil.HTTPMessageDelegate):
         self.reply(exc.ret, None, callback)
 
     def reply_http_error(self, status: int, msg: str, headers: dict[str, str] | None = None) -> None:
-        """An HTTP-level refusal (404, 405, 401, 500): that status and a plain-JSON envelope."""
+        """An HTTP-level refusal (404, 405, 401, 429, 500): that status and a plain-JSON envelope."""
         self.status = status
         self.ret = Ret.INTERNAL if status >= 500 else Ret.PARAM
         body, content_type = envelope(self.ret, None, None, msg)

@@ -23,6 +23,7 @@ from thirdparty.tls import server_context
 from web.app import Api, make_admin_app, make_public_app
 from web.cluster import ClusterView, CometClientFactory
 from web.config import WebConfig, is_loopback
+from web.stats import WebStats
 from web.tracing import WebTracer, make_tracer
 from web.zk_view import ZkClusterSource
 
@@ -56,6 +57,7 @@ class WebNode:
         self._servers: list[HTTPServer] = []
         self._apps: list[Api] = []
         self.tracer: WebTracer | None = None
+        self.stats = WebStats()  # requests and refusals of both listeners: GET /stat on the admin listener
 
     @property
     def view(self) -> ClusterView | None:
@@ -72,11 +74,11 @@ class WebNode:
         tls_config = self.config.tls
         tls = server_context(tls_config.cert, tls_config.key) if tls_config.enabled else None
         self.tracer = make_tracer(self.config.trace, self._view)
-        self._listen(make_public_app(self._view, self.config, self.tracer), self.config.public.bind, "public",
-                     tls if tls_config.public else None)
+        self._listen(make_public_app(self._view, self.config, self.tracer, self.stats), self.config.public.bind,
+                     "public", tls if tls_config.public else None)
         admin_tls = tls if tls_config.admin else None
-        self._listen(make_admin_app(self._view, self.config, self.tracer), self.config.admin.bind, "admin",
-                     admin_tls)
+        self._listen(make_admin_app(self._view, self.config, self.tracer, self.stats), self.config.admin.bind,
+                     "admin", admin_tls)
         if self.config.admin.token:
             log.info("admin: bearer token required")
             exposed = [bind for bind in self.config.admin.bind if not is_loopback(parse_address(bind)[0])]
