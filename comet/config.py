@@ -18,7 +18,7 @@ from message.client import MessageClientConfig
 from thirdparty.confload import ConfigError, load_config, parse_address
 from thirdparty.rate_limit import parse_networks
 from thirdparty.ring import MAX_WEIGHT
-from thirdparty.tls import TlsConfigError, server_context
+from thirdparty.tls import check_pair
 from thirdparty.trace_buffer import TraceBufferConfig
 from thirdparty.zk_config import ZookeeperConfig
 
@@ -161,13 +161,7 @@ class TlsConfig:
         return bool(self.cert)
 
     def check(self) -> None:
-        if bool(self.cert) != bool(self.key):
-            raise ConfigError("set both cert and key (or neither)")
-        if self.cert:
-            try:
-                server_context(self.cert, self.key)
-            except TlsConfigError as exc:
-                raise ConfigError(str(exc)) from None
+        check_pair(self.cert, self.key)
 
 
 @dataclass(frozen=True)

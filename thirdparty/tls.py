@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ssl
 
+from thirdparty.confload import ConfigError
+
 
 class TlsConfigError(ValueError):
     """The certificate or key cannot be used."""
@@ -30,6 +32,17 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     except (ssl.SSLError, OSError) as exc:
         raise TlsConfigError(f"cert {cert!r} / key {key!r}: cannot load ({exc})") from None
     return context
+
+
+def check_pair(cert: str, key: str) -> None:
+    """A ``[tls]`` section's check: both files or neither, and a pair that loads; ConfigError otherwise."""
+    if bool(cert) != bool(key):
+        raise ConfigError("set both cert and key (or neither)")
+    if cert:
+        try:
+            server_context(cert, key)
+        except TlsConfigError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _no_password() -> str:
