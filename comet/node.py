@@ -3,9 +3,10 @@ stop gracefully.
 
 The client listeners are the event loop's own servers (``loop.create_server``) making one
 ``tcp.TcpConnection`` / ``websocket.WsConnection`` protocol object per client; the RPC and stat listeners are
-tornado servers. ``stop()`` first stops accepting, lets RPC calls already running answer (pushes finish in
-order), then closes every client connection (WebSocket clients get a 1001 close frame and a moment to answer
-it), then the message client it created. Listeners bound to port 0 get a free port; :attr:`CometNode.addresses`
+tornado servers (the stat listener serves ``GET /stat`` and ``GET /metrics``, comet/metrics.py). ``stop()``
+first stops accepting, lets RPC calls already running answer (pushes finish in order), then closes every client
+connection (WebSocket clients get a 1001 close frame and a moment to answer it), then the message client it
+created. Listeners bound to port 0 get a free port; :attr:`CometNode.addresses`
 has the real ones.
 
 Cluster mode (``[zookeeper] hosts`` set): once its listeners are bound the node follows ``<root>/message`` (its
@@ -42,6 +43,7 @@ from comet.cluster import CLOSE_FENCED, CLOSE_MOVED, CometMembership
 from comet.config import CometConfig, advertised
 from comet.connection import ClientConnection, ClientContext
 from comet.heartbeat import Deadlines, TimerWheel
+from comet.metrics import comet_registry
 from comet.protocol import SubscribeLimits
 from comet.rpc import CometRPC
 from comet.service import CometService, TokenCheck, accept_any_token
@@ -178,7 +180,7 @@ class CometNode:
         self._rpc.register("CometRPC", CometRPC(service, self.stat, max_wait=limits.max_push_wait))
         self.addresses["rpc"] = [_bind(self._rpc, config.bind.rpc)]
         if config.bind.stat:
-            self._stat = HTTPServer(make_stat_app(self.stat), idle_connection_timeout=STAT_IDLE_TIMEOUT,
+            self._stat = HTTPServer(make_stat_app(self.stat, comet_registry(self)), idle_connection_timeout=STAT_IDLE_TIMEOUT,
                                     max_body_size=MAX_HTTP_BODY)
             self.addresses["stat"] = [_bind(self._stat, config.bind.stat)]
         self._ticker = PeriodicCallback(lambda: self._tick(deadlines), limits.timer_tick * 1000)

@@ -1,8 +1,8 @@
 """Comet counters and the tiny HTTP listener that shows them: ``GET /stat`` -> JSON.
 
 :class:`CometStats` is a bag of plain integers bumped on the hot paths (no locks: one event loop). The same
-snapshot is returned by the ``CometRPC.Stat`` call. The listener binds to localhost by default; a Prometheus
-``/metrics`` endpoint can be added next to ``/stat`` later (DESIGN.md section 8).
+snapshot is returned by the ``CometRPC.Stat`` call. The listener binds to localhost by default; given a registry
+it also serves ``GET /metrics``, the same counters for Prometheus (comet/metrics.py).
 """
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
+from prometheus_client.registry import CollectorRegistry
+
 import tornado.web
+
+from thirdparty.metrics import metrics_route
 
 # Why a connection closed (the keys of the "closes" counter).
 CLOSE_CLIENT = "client closed"
@@ -93,6 +97,10 @@ class StatHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(self._snapshot(), ensure_ascii=False, sort_keys=True))
 
 
-def make_stat_app(snapshot: Callable[[], dict[str, Any]]) -> tornado.web.Application:
-    """The stat listener's routes."""
-    return tornado.web.Application([(r"/stat", StatHandler, {"snapshot": snapshot})])
+def make_stat_app(snapshot: Callable[[], dict[str, Any]],
+                  registry: CollectorRegistry | None = None) -> tornado.web.Application:
+    """The stat listener's routes: ``/stat``, and ``/metrics`` when a registry is given."""
+    routes: list[Any] = [(r"/stat", StatHandler, {"snapshot": snapshot})]
+    if registry is not None:
+        routes.append(metrics_route(registry))
+    return tornado.web.Application(routes)

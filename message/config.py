@@ -48,6 +48,20 @@ class RpcConfig:
 
 
 @dataclass(frozen=True)
+class BindConfig:
+    """``[bind]``: optional listeners besides the RPC one."""
+
+    metrics: str = ""   # host:port of the Prometheus listener (GET /metrics only); empty: off
+
+    def check(self) -> None:
+        if self.metrics:
+            try:
+                parse_address(self.metrics)
+            except ConfigError as exc:
+                raise ConfigError(f"metrics: {exc}") from None
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """``[storage]``: where messages live and how many of them are kept."""
 
@@ -112,6 +126,7 @@ class MessageConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)
     trace: MessageTraceConfig = field(default_factory=MessageTraceConfig)  # the delivery trace store
+    bind: BindConfig = field(default_factory=BindConfig)
 
     def check(self) -> None:
         host, port = parse_address(self.rpc.advertised)

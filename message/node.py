@@ -3,6 +3,8 @@ gracefully.
 
 In cluster mode (``[zookeeper] hosts`` set) the node registers ``<root>/message/<id>`` once it listens, and on stop
 deregisters first, so callers stop choosing it before it stops answering.
+
+With ``[bind] metrics`` set the node also serves ``GET /metrics`` (Prometheus) there (message/metrics.py).
 """
 from __future__ import annotations
 
@@ -11,11 +13,15 @@ import logging
 import time
 from typing import Callable
 
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
 from message.client import MessageNodeInfo
 from message.cluster import register_message_node
 from message.config import MessageConfig, StorageConfig
+from message.metrics import (CountingMessageRPC, MessageCollector, MessageCounters, message_registry,
+                             metrics_server)
 from message.redis_storage import RedisStorage
-from message.rpc import MessageRPC
 from message.sqlite_storage import SqliteStorage
 from message.storage import Storage
 from message.trace_redis import RedisTraceStore
@@ -62,6 +68,9 @@ class MessageNode:
         self._zk: ZkSession | None = None
         self._registration: Registration | None = None
         self.tracer: MessageTracer | None = None
+        self.counters = MessageCounters()
+        self._metrics: HTTPServer | None = None
+        self.metrics_address = ""   # the [bind] metrics address actually bound (port 0 -> the port chosen)
 
     async def start(self) -> None:
         self._storage = await open_storage(self.config.storage, now_ns=self._now_ns)
@@ -69,10 +78,13 @@ class MessageNode:
             self.tracer = MessageTracer(await open_trace_store(self.config), self._storage, self.config.trace,
                                         self.config.storage.limits())
         self._server = RpcServer()
-        self._server.register("MessageRPC", MessageRPC(self._storage, max_fetch_bytes=self.config.rpc.max_fetch_bytes,
-                                                       tracer=self.tracer))
+        self._server.register("MessageRPC", CountingMessageRPC(self._storage, counters=self.counters,
+                                                               max_fetch_bytes=self.config.rpc.max_fetch_bytes,
+                                                               tracer=self.tracer))
         host, port = parse_address(self.config.rpc.bind)
         self._server.listen(port, address=host)
+        if self.config.bind.metrics:
+            self._serve_metrics(self.config.bind.metrics)
         log.info("rpc=%s backend=%s: message node serving", self.config.rpc.bind, self.config.storage.backend)
         zookeeper = self.config.zookeeper
         if zookeeper.enabled:
@@ -81,12 +93,28 @@ class MessageNode:
             info = MessageNodeInfo(rpc=self.config.rpc.advertised, weight=self.config.rpc.weight)
             self._registration = await register_message_node(self._zk, info)
 
+    def _serve_metrics(self, address: str) -> None:
+        tracer = self.tracer
+        collector = MessageCollector(self.config.rpc.advertised, self.counters, time.time(),
+                                     lambda: tracer.buffer.stats() if tracer is not None else None)
+        self._metrics = metrics_server(message_registry(collector))
+        host, port = parse_address(address)
+        sockets = bind_sockets(port, address=host)
+        self._metrics.add_sockets(sockets)
+        bound_host, bound_port = sockets[0].getsockname()[:2]
+        self.metrics_address = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+        log.info("metrics=%s: serving GET /metrics", self.metrics_address)
+
     async def stop(self) -> None:
         """Deregister, stop listening, let running calls answer (up to STOP_GRACE s), close connections and store."""
         if self._registration is not None:
             await self._registration.cancel()
             self._registration = None
             await asyncio.sleep(LEAVE_GRACE)   # callers pick this node until their watch has followed: keep answering
+        if self._metrics is not None:
+            self._metrics.stop()
+            await self._metrics.close_all_connections()
+            self._metrics = None
         if self._server is not None:
             await self._server.close_all(STOP_GRACE)
             self._server = None

@@ -7,8 +7,9 @@ takes) that hands every request to a lean :class:`web.handlers.ApiRequest` and r
 get HTTP 404 and a JSON envelope, a method the path does not take HTTP 405, never tornado's HTML.
 Each listener logs one line per request to ``web.access.public`` / ``web.access.admin`` (children of
 ``web.access``): 2xx/3xx at INFO, 4xx at WARNING, 5xx at ERROR, and counts requests and refusals
-(web/stats.py, ``GET /stat`` on the admin listener). The public listener limits the request rate of each source
-address (``[limits] public_rate_per_addr``): past it, HTTP 429 with ``Retry-After`` and a plain-JSON envelope.
+(web/stats.py, ``GET /stat`` and ``GET /metrics`` on the admin listener). The public listener limits the request
+rate of each source address (``[limits] public_rate_per_addr``): past it, HTTP 429 with ``Retry-After`` and a
+plain-JSON envelope.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import math
 from typing import Any, Awaitable
 
 import tornado.web
+from prometheus_client.registry import CollectorRegistry
 from tornado import httputil
 
 from web.admin import DelPrivateEndpoint, PushMultiEndpoint, PushPrivateEndpoint, token_matches
@@ -26,6 +28,7 @@ from thirdparty.rate_limit import RequestLimiter, parse_networks
 from web.config import LimitsConfig, WebConfig
 from web.handlers import (LEGACY, SUPPORTED_METHODS, V1, ApiRequest, Endpoint, MsgEndpoint, Reply, ServerEndpoint,
                           TimeEndpoint, check_request_callback)
+from web.metrics import MetricsEndpoint
 from web.ret import InternalError, NoNodeError, ParamError, Ret, RetError
 from web.static_files import static_endpoints
 from web.stats import ListenerStats, StatEndpoint, WebStats
@@ -213,9 +216,10 @@ def make_public_app(view: ClusterView, config: WebConfig, tracer: WebTracer | No
 
 
 def make_admin_app(view: ClusterView, config: WebConfig, tracer: WebTracer | None = None,
-                   stats: WebStats | None = None) -> Api:
+                   stats: WebStats | None = None, registry: CollectorRegistry | None = None) -> Api:
     """The back-end API (DESIGN.md section 3), with the trace queries and ``GET /stat`` (``stats``: the node's
-    counters, this listener's under "admin"); ``tracer`` traces failed pushes. Not rate limited."""
+    counters, this listener's under "admin"), and ``GET /metrics`` when a ``registry`` is given (web/metrics.py);
+    ``tracer`` traces failed pushes. Not rate limited."""
     stats = stats if stats is not None else WebStats()
     endpoints: dict[str, Endpoint] = {}
     private, multi = PushPrivateEndpoint(view, config.limits), PushMultiEndpoint(view, config.limits)
@@ -231,5 +235,7 @@ def make_admin_app(view: ClusterView, config: WebConfig, tracer: WebTracer | Non
     ):
         endpoints.update((path, endpoint) for path in paths)
     endpoints["/stat"] = StatEndpoint(view, config.limits, stats)
+    if registry is not None:
+        endpoints["/metrics"] = MetricsEndpoint(view, config.limits, registry)
     return Api(endpoints, "web.access.admin", token=config.admin.token, stats=stats.listener("admin"),
                body_cap=config.limits.hard_body_cap)

@@ -23,6 +23,7 @@ from thirdparty.tls import server_context
 from web.app import Api, make_admin_app, make_public_app
 from web.cluster import ClusterView, CometClientFactory
 from web.config import WebConfig, is_loopback
+from web.metrics import web_registry
 from web.stats import WebStats
 from web.tracing import WebTracer, make_tracer
 from web.zk_view import ZkClusterSource
@@ -77,8 +78,11 @@ class WebNode:
         self._listen(make_public_app(self._view, self.config, self.tracer, self.stats), self.config.public.bind,
                      "public", tls if tls_config.public else None)
         admin_tls = tls if tls_config.admin else None
-        self._listen(make_admin_app(self._view, self.config, self.tracer, self.stats), self.config.admin.bind,
-                     "admin", admin_tls)
+        tracer = self.tracer
+        registry = web_registry(self.config.admin.bind[0] if self.config.admin.bind else "web", self.stats,
+                                lambda: tracer.buffer.stats() if tracer is not None else None)
+        self._listen(make_admin_app(self._view, self.config, self.tracer, self.stats, registry),
+                     self.config.admin.bind, "admin", admin_tls)
         if self.config.admin.token:
             log.info("admin: bearer token required")
             exposed = [bind for bind in self.config.admin.bind if not is_loopback(parse_address(bind)[0])]
