@@ -24,6 +24,7 @@ from tornado import httputil
 
 from web.admin import DelPrivateEndpoint, PushMultiEndpoint, PushPrivateEndpoint, token_matches
 from web.cluster import ClusterView
+from web.cluster_endpoint import ClusterEndpoint
 from thirdparty.rate_limit import RequestLimiter, parse_networks
 from web.config import LimitsConfig, WebConfig
 from web.handlers import (LEGACY, SUPPORTED_METHODS, V1, ApiRequest, Endpoint, MsgEndpoint, Reply, ServerEndpoint,
@@ -235,6 +236,8 @@ def make_admin_app(view: ClusterView, config: WebConfig, tracer: WebTracer | Non
     ):
         endpoints.update((path, endpoint) for path in paths)
     endpoints["/stat"] = StatEndpoint(view, config.limits, stats)
+    endpoints["/cluster"] = ClusterEndpoint(view, config.limits)
+    endpoints.update(static_endpoints(view, config.limits, admin=True))   # /console/: the admin console page
     if registry is not None:
         endpoints["/metrics"] = MetricsEndpoint(view, config.limits, registry)
     return Api(endpoints, "web.access.admin", token=config.admin.token, stats=stats.listener("admin"),

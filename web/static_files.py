@@ -48,6 +48,18 @@ FILES: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 REDIRECTS = {"/demo": "demo/"}  # relative: also right behind a proxy that adds a path prefix
 
+# The admin console (admin listener only): the page holds no data; its script asks for the admin token and calls
+# the admin JSON API (/stat, /cluster, /key/trace, /msg/trace) on the same origin.
+CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+ADMIN_FILES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "/console/console.js": ("console.js", JS, {}),
+    "/console/console.css": ("console.css", "text/css;charset=utf-8", {}),
+    "/console/": ("console.html", "text/html;charset=utf-8",
+                  {"Content-Security-Policy": CONSOLE_CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}),
+}
+ADMIN_REDIRECTS = {"/console": "console/"}
+
 
 @dataclass(frozen=True)
 class Asset:
@@ -73,8 +85,9 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
 
 
-def send(request: ApiRequest, status: int, headers: dict[str, str], body: bytes = b"") -> None:
-    """Write a whole non-envelope response to ``request`` and log it like the API's access log."""
+def send(request: ApiRequest, status: int, headers: dict[str, str], body: bytes = b"",
+         logger: logging.Logger = access_log) -> None:
+    """Write a whole non-envelope response to ``request`` and log it like the API's access log (``logger``)."""
     request.answered = True   # the Api's envelope reply, made after serve() returns, is then a no-op
     request.status = status
     if not request.closed:
@@ -85,8 +98,8 @@ def send(request: ApiRequest, status: int, headers: dict[str, str], body: bytes 
         start = httputil.ResponseStartLine("HTTP/1.1", status, HTTPStatus(status).phrase)
         request.connection.write_headers(start, head, body if request.method != "HEAD" and status != 304 else None)
         request.connection.finish()
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info("%s %s %d ret=- %.1fms %s", request.method, request.path, status,
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("%s %s %d ret=- %.1fms %s", request.method, request.path, status,
                         1000.0 * request.request_time(), request.remote_ip)
 
 
@@ -94,6 +107,7 @@ class StaticFileEndpoint(Endpoint):
     """GET one static file (with ``If-None-Match`` revalidation)."""
 
     jsonp: ClassVar[bool] = False
+    access_log: logging.Logger = access_log   # the admin console's files log to web.access.admin
 
     def __init__(self, view: ClusterView, limits: LimitsConfig, asset: Asset) -> None:
         super().__init__(view, limits)
@@ -102,9 +116,9 @@ class StaticFileEndpoint(Endpoint):
     def serve(self, request: ApiRequest) -> Reply:
         asset = self.asset
         if etag_matches(request.headers.get("If-None-Match", ""), asset.etag):
-            send(request, 304, {"ETag": asset.etag, "Cache-Control": "no-cache"})
+            send(request, 304, {"ETag": asset.etag, "Cache-Control": "no-cache"}, logger=self.access_log)
         else:
-            send(request, 200, asset.headers, asset.body)
+            send(request, 200, asset.headers, asset.body, self.access_log)
         return None
 
 
@@ -112,6 +126,7 @@ class RedirectEndpoint(Endpoint):
     """GET a path that moved: 301 to ``location``, keeping the query string."""
 
     jsonp: ClassVar[bool] = False
+    access_log: logging.Logger = access_log
 
     def __init__(self, view: ClusterView, limits: LimitsConfig, location: str) -> None:
         super().__init__(view, limits)
@@ -119,20 +134,26 @@ class RedirectEndpoint(Endpoint):
 
     def serve(self, request: ApiRequest) -> Reply:
         target = self.location + ("?" + request.query if request.query else "")
-        send(request, 301, {"Location": target, "Content-Type": "text/plain;charset=utf-8"}, b"moved\n")
+        send(request, 301, {"Location": target, "Content-Type": "text/plain;charset=utf-8"}, b"moved\n", self.access_log)
         return None
 
 
-def static_endpoints(view: ClusterView, limits: LimitsConfig) -> dict[str, Endpoint]:
-    """The routes of the static files. A file missing from the package is logged and left out."""
+def static_endpoints(view: ClusterView, limits: LimitsConfig, *, admin: bool = False) -> dict[str, Endpoint]:
+    """The routes of the static files: the public listener's (``FILES``), or with ``admin`` the admin console's
+    (``ADMIN_FILES``). A file missing from the package is logged and left out."""
+    files, redirects = (ADMIN_FILES, ADMIN_REDIRECTS) if admin else (FILES, REDIRECTS)
     endpoints: dict[str, Endpoint] = {}
-    for path, (name, content_type, extra) in FILES.items():
+    for path, (name, content_type, extra) in files.items():
         try:
             asset = Asset.load(name, content_type, extra)
         except OSError as exc:
             log.error("%s: web/static/%s cannot be read (is the package data installed?): %s", path, name, exc)
             continue
         endpoints[path] = StaticFileEndpoint(view, limits, asset)
-    for path, location in REDIRECTS.items():
+    for path, location in redirects.items():
         endpoints[path] = RedirectEndpoint(view, limits, location)
+    if admin:
+        for endpoint in endpoints.values():
+            assert isinstance(endpoint, (StaticFileEndpoint, RedirectEndpoint))
+            endpoint.access_log = logging.getLogger("web.access.admin")
     return endpoints
