@@ -2,14 +2,25 @@
 
 The answer is the web's :class:`web.cluster.ClusterView` as it is now (static config or ZooKeeper): each comet's
 name, ring weight, share of the ring (its weight over the total: ketama hands keys out in that proportion) and
-its RPC / TCP / WebSocket addresses. It changes nothing, so it is a GET; it needs the admin token when one is set.
+its RPC / TCP / WebSocket addresses, and what the comet itself says (``CometRPC.Stat``, asked of every comet at
+once, each bounded by ``STAT_TIMEOUT``): its role in the cluster (active, standby, ...), open connections, pushes
+and deliveries so far, uptime — or ``"stat": null`` with the reason when it does not answer. It changes nothing,
+so it is a GET; it needs the admin token when one is set.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, ClassVar
+
+from web.cluster import CometNode
 
 from web.handlers import ApiRequest, Endpoint, Reply
 from web.ret import dumps
+
+log = logging.getLogger(__name__)
+
+STAT_TIMEOUT = 1.0  # seconds a comet gets to answer CometRPC.Stat for the console
 
 
 class ClusterEndpoint(Endpoint):
@@ -18,11 +29,30 @@ class ClusterEndpoint(Endpoint):
     method: ClassVar[str] = "GET"
     admin: ClassVar[bool] = True
 
-    def serve(self, request: ApiRequest) -> Reply:
-        infos = sorted((node.info for node in self.view.nodes.values()), key=lambda info: info.name)
-        total = sum(info.weight for info in infos)
+    async def serve(self, request: ApiRequest) -> Reply:
+        comets = sorted(self.view.nodes.values(), key=lambda node: node.info.name)
+        total = sum(node.info.weight for node in comets)
+        stats = await asyncio.gather(*(_stat_of(node) for node in comets))
         nodes: list[dict[str, Any]] = [
-            {"name": info.name, "weight": info.weight, "share": round(info.weight / total, 4) if total else 0.0,
-             "rpc": list(info.rpc), "tcp": list(info.tcp), "ws": list(info.ws)}
-            for info in infos]
+            {"name": node.info.name, "weight": node.info.weight,
+             "share": round(node.info.weight / total, 4) if total else 0.0,
+             "rpc": list(node.info.rpc), "tcp": list(node.info.tcp), "ws": list(node.info.ws), **stat}
+            for node, stat in zip(comets, stats)]
         return dumps({"nodes": nodes}).encode("utf-8")
+
+
+async def _stat_of(node: CometNode) -> dict[str, Any]:
+    """The console's summary of one comet's own counters, or why there is none."""
+    client = node.client()
+    if client is None:
+        return {"stat": None, "stat_error": "no RPC address"}
+    try:
+        stat = await asyncio.wait_for(client.stat(), STAT_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - any failure is shown on the page, the others still answer
+        log.info("node=%s: no stat for the console: %s", node.info.name, exc)
+        return {"stat": None, "stat_error": type(exc).__name__}
+    connections = stat.get("connections", {})
+    return {"stat": {"role": stat.get("cluster", {}).get("role", ""), "uptime": stat.get("uptime", 0),
+                     "connections": sum(v for v in connections.values() if isinstance(v, int)),
+                     "pushes": stat.get("pushes", 0), "deliveries": stat.get("deliveries", 0)},
+            "stat_error": ""}

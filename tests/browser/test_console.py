@@ -106,7 +106,8 @@ async def test_console_login_cluster_key_and_message_verdict(make_cluster: Clust
     await page.wait_for_selector("#app:not([hidden])")
     await page.wait_for_selector("#nodes tbody tr")
     node = await page.eval_on_selector_all("#nodes tbody tr td", "cells => cells.map(c => c.textContent)")
-    assert node[:3] == ["node1", "1", "100.0 %"]
+    assert node[:4] == ["node1", "active", "1", "100.0 %"]
+    assert int(node[5]) >= 2   # the comet's own count of pushes (CometRPC.Stat through /cluster)
     listeners = await page.eval_on_selector_all("#web-stats tbody tr td:first-child",
                                                 "cells => cells.map(c => c.textContent)")
     assert listeners == ["public", "admin"]
@@ -167,6 +168,10 @@ async def test_cluster_endpoint_lists_the_comets_and_needs_the_token(make_cluste
     refused = await cluster.http.get(f"{cluster.admin}/cluster", headers={"Authorization": "Bearer wrong"})
     assert refused.status_code == 401
     comet = cluster.comet_config.bind
-    assert await api(cluster, "/cluster") == {"nodes": [
-        {"name": "node1", "weight": 1, "share": 1.0, "rpc": [comet.rpc], "tcp": comet.tcp, "ws": comet.ws}]}
+    nodes = (await api(cluster, "/cluster"))["nodes"]
+    stat = nodes[0].pop("stat")
+    assert nodes == [{"name": "node1", "weight": 1, "share": 1.0, "rpc": [comet.rpc], "tcp": comet.tcp,
+                      "ws": comet.ws, "stat_error": ""}]
+    assert stat["role"] == "active" and stat["connections"] == 0 and stat["pushes"] == stat["deliveries"] == 0
+    assert stat["uptime"] >= 0
     assert (await cluster.http.post(f"{cluster.admin}/cluster")).status_code == 405

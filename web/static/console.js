@@ -16,6 +16,7 @@
   const $ = (id) => document.getElementById(id);
   let currentKey = "";
   let lastStat = null;
+  let lastComets = {};   // comet name -> its stat at the previous poll (for pushes/s)
   let pollTimer = 0;
 
   class Unauthorized extends Error {}
@@ -99,8 +100,20 @@
   // ---- cluster view ----
   async function refreshCluster() {
     const [stat, cluster] = await Promise.all([api("stat"), api("cluster")]);
-    fillTable($("nodes"), cluster.nodes.map((n) => [n.name, n.weight, (100 * n.share).toFixed(1) + " %",
-      n.rpc.join(", "), n.tcp.join(", "), n.ws.join(", ")]));
+    const comets = {};
+    fillTable($("nodes"), cluster.nodes.map((n) => {
+      const st = n.stat;
+      let rate = "…";
+      const before = lastComets[n.name];
+      if (st && before && st.uptime > before.uptime) {
+        rate = ((st.pushes - before.pushes) / (st.uptime - before.uptime)).toFixed(2);
+      }
+      if (st) comets[n.name] = st;
+      return [n.name, st ? st.role || "-" : "unreachable (" + n.stat_error + ")", n.weight,
+        (100 * n.share).toFixed(1) + " %", st ? st.connections : "-", st ? st.pushes : "-", st ? rate : "-",
+        n.rpc.join(", "), n.tcp.join(", "), n.ws.join(", ")];
+    }));
+    lastComets = comets;
     const rows = [];
     for (const name of ["public", "admin"]) {
       const now = stat[name];
