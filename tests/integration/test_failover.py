@@ -193,8 +193,10 @@ async def _fail_over(cluster: Cluster, active: RoleProcess, standby_tcp: str, su
     assert set(acknowledged) <= set(seen), f"acknowledged but lost: {sorted(set(acknowledged) - set(seen))}"
     assert acknowledged == sorted(acknowledged) and len(acknowledged) == len(set(acknowledged))
     failed = [(ret, took) for at, ret, _m, took in pushes.results if ret != 0]
-    assert all(ret == 65535 for ret, _took in failed), failed   # a clear error during the gap (a hang would
-                                                                 # have failed the loop's HTTP call)
+    # A clear error during the gap (a hang would have failed the loop's HTTP call): 65535 while the dead comet is
+    # still in the web's view; 1001 when the web's watch saw the standby promoted a moment before the standby's own
+    # watch did (the standby still refuses keys it does not serve yet).
+    assert all(ret in (65535, 1001) for ret, _took in failed), failed
     return {"routed": routed_at - stopped_at, "served": served_at - stopped_at, "failed_pushes": len(failed),
             "acknowledged": len(acknowledged)}
 
