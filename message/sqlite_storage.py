@@ -15,12 +15,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import sqlite3
 import time
 from typing import Callable, Sequence, TypeVar
 
 from message.mid import NS_PER_SECOND, expire_at, time_id
+from message.sqlite_base import in_transaction, open_database
 from message.storage import (DEFAULT_LIMITS, FetchResult, Limits, StorageUnavailable, check_key, check_mid,
                              check_save, check_save_many)
 
@@ -138,14 +138,7 @@ class SqliteStorage:
     # --- worker thread -------------------------------------------------------------------------------------
 
     def _connect(self) -> None:
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(SCHEMA)
-        self._conn = conn
+        self._conn = open_database(self.path, SCHEMA)
 
     def _disconnect(self) -> None:
         if self._conn is not None:
@@ -159,15 +152,7 @@ class SqliteStorage:
 
     def _write(self, body: Callable[[], T]) -> T:
         """Run ``body`` in one write transaction: all of it is committed or none."""
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = body()
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.execute("COMMIT")
-        return result
+        return in_transaction(self._connection(), body)
 
     def _save_one(self, key: str, msg: bytes, expire: int, now_ns: int) -> int:
         conn = self._connection()

@@ -15,11 +15,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import sqlite3
 import time
 from typing import Callable, Sequence, TypeVar
 
+from message.sqlite_base import in_transaction, open_database
 from message.storage import StorageUnavailable
 from message.trace_store import Group, MessageTraceConfig, TraceRecord, group
 
@@ -104,14 +104,7 @@ class SqliteTraceStore:
     # --- worker thread -------------------------------------------------------------------------------------
 
     def _connect(self) -> None:
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(SCHEMA)
-        self._conn = conn
+        self._conn = open_database(self.path, SCHEMA)
 
     def _disconnect(self) -> None:
         if self._conn is not None:
@@ -124,15 +117,7 @@ class SqliteTraceStore:
         return self._conn
 
     def _transaction(self, body: Callable[[], T]) -> T:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = body()
-        except BaseException:
-            db.rollback()
-            raise
-        db.execute("COMMIT")
-        return result
+        return in_transaction(self._db(), body)
 
     def _records(self, key: str, history: int, since: float) -> list[bytes]:
         rows = self._db().execute("SELECT record FROM trace_records WHERE key = ? AND history = ? AND at >= ?"
