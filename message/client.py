@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence, TypeVar
 
-from message.storage import FetchResult
+from message.storage import PUBLIC_LOG_KEY, FetchResult
 from thirdparty.confload import ConfigError, parse_address
 from thirdparty.ring import MAX_WEIGHT
 from thirdparty.rpc_codec import ERR_INTERNAL
@@ -60,6 +60,31 @@ class MessageAPI(Protocol):
     async def del_private(self, key: str) -> int:
         """Delete the key's stored messages; returns how many."""
 
+    # --- public (broadcast) messages: their own mid sequence, not visible through any key ---
+    async def save_public(self, msg: bytes, expire: int) -> int:
+        """Assign the next public mid and store ``msg`` for ``expire`` seconds (0 = do not store)."""
+
+    async def get_public(self, mid: int) -> FetchResult:
+        """Public messages with mid > ``mid``, ascending (the oldest ones first when the reply is size-capped)."""
+
+    # --- the tag/alias directory (message/directory.py); every call is idempotent ---
+    async def set_tags(self, key: str, tags: Sequence[str]) -> list[str]:
+        """Replace the key's tags (``[]`` clears them); returns them sorted."""
+
+    async def set_alias(self, key: str, alias: str) -> dict[str, str | None]:
+        """Give the key ``alias`` (moved from the key that had it; ``""`` removes the key's alias); returns
+        ``{"alias": A or None, "moved_from": K1 or None, "replaced": the key's old alias or None}``."""
+
+    async def key_info(self, key: str) -> dict[str, Any]:
+        """``{"tags": [sorted], "alias": A or None}``."""
+
+    async def alias_key(self, alias: str) -> str | None:
+        """The key that has ``alias``, or None."""
+
+    async def tag_keys(self, expr: Sequence[Sequence[str]], after: str, count: int) -> tuple[list[str], str | None]:
+        """Up to ``count`` keys > ``after`` matching ``expr`` (OR of AND-groups), ascending, and the cursor to go
+        on from (None: no more). A page may be short while the cursor is set: ask again from it."""
+
     async def ping(self) -> None:
         """Raise unless the node answers."""
 
@@ -90,19 +115,17 @@ class MessageClient(MessageAPI):
         return {_str(key, "SavePrivates"): _int(mid, "SavePrivates") for key, mid in reply.items()}
 
     async def get_private(self, key: str, mid: int) -> FetchResult:
-        reply = await self._rpc.call(f"{SERVICE}.GetPrivate", key, mid)
-        if not isinstance(reply, dict) or not isinstance(reply.get("msgs"), list) \
-                or not isinstance(reply.get("trimmed"), bool):
-            raise _malformed("GetPrivate", reply)
-        msgs: list[tuple[int, bytes]] = []
-        for item in reply["msgs"]:
-            if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[1], bytes):
-                raise _malformed("GetPrivate", item)
-            msgs.append((_int(item[0], "GetPrivate"), item[1]))
-        return FetchResult(msgs, reply["trimmed"])
+        return _fetch_result(await self._rpc.call(f"{SERVICE}.GetPrivate", key, mid), "GetPrivate")
 
     async def del_private(self, key: str) -> int:
         return _int(await self._rpc.call(f"{SERVICE}.DelPrivate", key), "DelPrivate")
+
+    # --- public (broadcast) messages ---
+    async def save_public(self, msg: bytes, expire: int) -> int:
+        return _int(await self._rpc.call(f"{SERVICE}.SavePublic", msg, expire), "SavePublic")
+
+    async def get_public(self, mid: int) -> FetchResult:
+        return _fetch_result(await self._rpc.call(f"{SERVICE}.GetPublic", mid), "GetPublic")
 
     async def trace(self, records: list[Any]) -> int:
         """MessageRPC.Trace: a batch of delivery-trace records (message/trace_api.py); how many were kept."""
@@ -114,6 +137,32 @@ class MessageClient(MessageAPI):
         if not isinstance(reply, dict):
             raise _malformed(method, reply)
         return reply
+
+    # --- the tag/alias directory ---
+    async def set_tags(self, key: str, tags: Sequence[str]) -> list[str]:
+        return _str_list(await self._rpc.call(f"{SERVICE}.SetTags", key, _packable(tags)), "SetTags")
+
+    async def set_alias(self, key: str, alias: str) -> dict[str, str | None]:
+        reply = await self._rpc.call(f"{SERVICE}.SetAlias", key, alias)
+        if not isinstance(reply, dict):
+            raise _malformed("SetAlias", reply)
+        return {name: _str_or_none(reply.get(name), "SetAlias") for name in ("alias", "moved_from", "replaced")}
+
+    async def key_info(self, key: str) -> dict[str, Any]:
+        reply = await self._rpc.call(f"{SERVICE}.KeyInfo", key)
+        if not isinstance(reply, dict):
+            raise _malformed("KeyInfo", reply)
+        return {"tags": _str_list(reply.get("tags"), "KeyInfo"), "alias": _str_or_none(reply.get("alias"), "KeyInfo")}
+
+    async def alias_key(self, alias: str) -> str | None:
+        return _str_or_none(await self._rpc.call(f"{SERVICE}.AliasKey", alias), "AliasKey")
+
+    async def tag_keys(self, expr: Sequence[Sequence[str]], after: str, count: int) -> tuple[list[str], str | None]:
+        groups = [_packable(group) for group in expr] if isinstance(expr, (list, tuple)) else expr
+        reply = await self._rpc.call(f"{SERVICE}.TagKeys", groups, after, count)
+        if not isinstance(reply, dict):
+            raise _malformed("TagKeys", reply)
+        return _str_list(reply.get("keys"), "TagKeys"), _str_or_none(reply.get("next"), "TagKeys")
 
     async def ping(self) -> None:
         reply = await self._rpc.call(f"{SERVICE}.Ping")
@@ -167,9 +216,9 @@ class MessagePool(MessageAPI):
     """``MessageAPI`` over every registered message node: a weighted random node per call, failover where safe.
 
     A call that fails with ``RpcUnavailable`` goes to another node (each node at most once per call) when
-    repeating it cannot do harm: reads (``get_private``, ``ping``) and ``del_private`` always; saves only when the
-    request was never sent (the pool dials a node that has no open connection with a ``ping`` first, so "cannot
-    connect" is known before the save is written). A save whose connection broke after it was written, and any
+    repeating it cannot do harm: reads (``get_private``, ``get_public``, ``ping``) and ``del_private`` always; saves
+    (``save_private(s)``, ``save_public``) only when the request was never sent (the pool dials a node that has no
+    open connection with a ``ping`` first, so "cannot connect" is known before the save is written). A save whose connection broke after it was written, and any
     ``RpcTimeout``, is not repeated: the node may have stored it, and a second node would store it again with a
     new mid; the caller gets the error. ``RemoteError`` is the node's answer and is never retried. With no node
     at all, calls raise ``RpcUnavailable``. ``update`` (the ZooKeeper watch) swaps the node list; a node that
@@ -210,12 +259,35 @@ class MessagePool(MessageAPI):
     async def del_private(self, key: str) -> int:
         return await self._call("DelPrivate", key, lambda client: client.del_private(key), True)
 
+    # --- public (broadcast) messages: a save is repeated only when never sent, a read always ---
+    async def save_public(self, msg: bytes, expire: int) -> int:
+        return await self._call("SavePublic", PUBLIC_LOG_KEY, lambda client: client.save_public(msg, expire), False)
+
+    async def get_public(self, mid: int) -> FetchResult:
+        return await self._call("GetPublic", PUBLIC_LOG_KEY, lambda client: client.get_public(mid), True)
+
     async def trace(self, records: list[Any]) -> int:
         return await self._call("Trace", "-", lambda client: client.trace(records), False)
 
     async def trace_query(self, method: str, *params: Any) -> dict[str, Any]:
         return await self._call(method, str(params[0]) if params else "-",
                                 lambda client: client.trace_query(method, *params), True)
+
+    # --- the tag/alias directory: idempotent, so always repeated on another node ---
+    async def set_tags(self, key: str, tags: Sequence[str]) -> list[str]:
+        return await self._call("SetTags", key, lambda client: client.set_tags(key, tags), True)
+
+    async def set_alias(self, key: str, alias: str) -> dict[str, str | None]:
+        return await self._call("SetAlias", key, lambda client: client.set_alias(key, alias), True)
+
+    async def key_info(self, key: str) -> dict[str, Any]:
+        return await self._call("KeyInfo", key, lambda client: client.key_info(key), True)
+
+    async def alias_key(self, alias: str) -> str | None:
+        return await self._call("AliasKey", "-", lambda client: client.alias_key(alias), True)
+
+    async def tag_keys(self, expr: Sequence[Sequence[str]], after: str, count: int) -> tuple[list[str], str | None]:
+        return await self._call("TagKeys", "-", lambda client: client.tag_keys(expr, after, count), True)
 
     async def ping(self) -> None:
         await self._call("Ping", "-", lambda client: client.ping(), True)
@@ -278,6 +350,23 @@ class MessagePool(MessageAPI):
         raise failure or RpcUnavailable("no message node is registered")
 
 
+def _packable(items: Any) -> Any:
+    """A sequence msgpack can pack as an array; a str (a caller's mistake) is sent as is, for the node to refuse."""
+    return items if isinstance(items, (str, bytes, list, tuple)) else list(items)
+
+
+def _str_or_none(value: Any, method: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise _malformed(method, value)
+    return value
+
+
+def _str_list(value: Any, method: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _malformed(method, value)
+    return value
+
+
 def _int(value: Any, method: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise _malformed(method, value)
@@ -288,6 +377,19 @@ def _str(value: Any, method: str) -> str:
     if not isinstance(value, str):
         raise _malformed(method, value)
     return value
+
+
+def _fetch_result(reply: Any, method: str) -> FetchResult:
+    """A GetPrivate / GetPublic reply ``{"msgs": [[mid, msg], ...], "trimmed": bool}`` as a FetchResult."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("msgs"), list) \
+            or not isinstance(reply.get("trimmed"), bool):
+        raise _malformed(method, reply)
+    msgs: list[tuple[int, bytes]] = []
+    for item in reply["msgs"]:
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[1], bytes):
+            raise _malformed(method, item)
+        msgs.append((_int(item[0], method), item[1]))
+    return FetchResult(msgs, reply["trimmed"])
 
 
 def _malformed(method: str, value: Any) -> RemoteError:

@@ -78,11 +78,13 @@ class StorageConfig:
     max_key_bytes: int = DEFAULT_LIMITS.max_key_bytes
     mid_ttl: int = DEFAULT_LIMITS.mid_ttl
     max_keys_per_call: int = DEFAULT_LIMITS.max_keys_per_call
+    max_public: int = DEFAULT_LIMITS.max_public   # public (broadcast) messages kept; older ones are trimmed
 
     def limits(self) -> Limits:
         return Limits(max_per_key=self.max_per_key, max_expire=self.max_expire,
                       max_message_bytes=self.max_message_bytes, max_key_bytes=self.max_key_bytes,
-                      mid_ttl=self.mid_ttl, max_keys_per_call=self.max_keys_per_call)
+                      mid_ttl=self.mid_ttl, max_keys_per_call=self.max_keys_per_call,
+                      max_public=self.max_public)
 
     def check(self) -> None:
         if self.backend not in BACKENDS:
@@ -93,7 +95,8 @@ class StorageConfig:
             raise ConfigError("sqlite_path must not be empty")
         if self.sqlite_sweep_interval <= 0:
             raise ConfigError("sqlite_sweep_interval must be > 0")
-        for name in ("max_per_key", "max_expire", "max_message_bytes", "max_key_bytes", "max_keys_per_call"):
+        for name in ("max_per_key", "max_expire", "max_message_bytes", "max_key_bytes", "max_keys_per_call",
+                     "max_public"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         if not 1 <= self.mid_ttl <= MAX_MID_TTL:

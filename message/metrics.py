@@ -24,7 +24,7 @@ from thirdparty.rpc_codec import ERR_INTERNAL, RpcError
 
 T = TypeVar("T")
 PREFIX = "pushcluster_message"
-COUNTED = ("SavePrivate", "SavePrivates", "GetPrivate", "DelPrivate")
+COUNTED = ("SavePrivate", "SavePrivates", "GetPrivate", "DelPrivate", "SavePublic", "GetPublic")
 IDLE_TIMEOUT = 30.0  # seconds a metrics connection may stay idle or take to send its request
 MAX_HTTP_BODY = 1024  # GET requests only: never buffer a big body
 
@@ -35,7 +35,7 @@ class MessageCounters:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()                  # data calls by method
         self.failures: Counter[tuple[str, str]] = Counter()   # (method, "param" | "storage")
-        self.saved = 0      # messages saved (one per key of SavePrivates)
+        self.saved = 0      # messages saved (one per key of SavePrivates; one per SavePublic)
         self.fetched = 0    # messages returned by GetPrivate (offline fetches)
         self.unsaved = 0    # keys SavePrivates could not save (their store shard failed)
 
@@ -75,6 +75,14 @@ class CountingMessageRPC(MessageRPC):
 
     async def DelPrivate(self, key: Any) -> int:
         return await self._counted("DelPrivate", super().DelPrivate(key))
+
+    async def SavePublic(self, msg: Any, expire: Any) -> int:
+        mid = await self._counted("SavePublic", super().SavePublic(msg, expire))
+        self.counters.saved += 1
+        return mid
+
+    async def GetPublic(self, mid: Any) -> dict[str, Any]:
+        return await self._counted("GetPublic", super().GetPublic(mid))
 
 
 class MessageCollector(Collector):

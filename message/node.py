@@ -19,6 +19,9 @@ from tornado.netutil import bind_sockets
 from message.client import MessageNodeInfo
 from message.cluster import register_message_node
 from message.config import MessageConfig, StorageConfig
+from message.directory import Directory, DirectoryLimits
+from message.directory_redis import RedisDirectory
+from message.directory_sqlite import SqliteDirectory, directory_file
 from message.metrics import (CountingMessageRPC, MessageCollector, MessageCounters, message_registry,
                              metrics_server)
 from message.redis_storage import RedisStorage
@@ -49,6 +52,15 @@ async def open_storage(config: StorageConfig, *, now_ns: Callable[[], int] = tim
     return storage
 
 
+async def open_directory(config: StorageConfig) -> Directory:
+    """The tag/alias directory beside the message store: on the Redis shard the ring gives ``push:dir``, or in
+    ``directory.db`` next to the SQLite file."""
+    limits = DirectoryLimits(keys=config.limits())
+    if config.backend == "sqlite":
+        return await SqliteDirectory.open(directory_file(config.sqlite_path), limits=limits)
+    return RedisDirectory(config.redis, weights=config.redis_weights, limits=limits, timeout=config.redis_timeout)
+
+
 async def open_trace_store(config: MessageConfig) -> TraceStore:
     """The trace store beside the message store: the same Redis shards, or a SQLite file next to its file."""
     storage = config.storage
@@ -64,6 +76,7 @@ class MessageNode:
         self.config = config
         self._now_ns = now_ns
         self._storage: Storage | None = None
+        self.directory: Directory | None = None   # tags and aliases (message/directory.py)
         self._server: RpcServer | None = None
         self._zk: ZkSession | None = None
         self._registration: Registration | None = None
@@ -74,13 +87,14 @@ class MessageNode:
 
     async def start(self) -> None:
         self._storage = await open_storage(self.config.storage, now_ns=self._now_ns)
+        self.directory = await open_directory(self.config.storage)
         if self.config.trace.enabled:
             self.tracer = MessageTracer(await open_trace_store(self.config), self._storage, self.config.trace,
                                         self.config.storage.limits())
         self._server = RpcServer()
         self._server.register("MessageRPC", CountingMessageRPC(self._storage, counters=self.counters,
                                                                max_fetch_bytes=self.config.rpc.max_fetch_bytes,
-                                                               tracer=self.tracer))
+                                                               tracer=self.tracer, directory=self.directory))
         host, port = parse_address(self.config.rpc.bind)
         self._server.listen(port, address=host)
         if self.config.bind.metrics:
@@ -124,6 +138,9 @@ class MessageNode:
         if self.tracer is not None:
             await self.tracer.close()
             self.tracer = None
+        if self.directory is not None:
+            await self.directory.close()
+            self.directory = None
         if self._storage is not None:
             await self._storage.close()
             self._storage = None

@@ -8,6 +8,11 @@ Records of key K, all on the shard ``Ring(shard names).get(K)``; ``{K}`` is a li
 ``push:top:{K}``   string, the highest stored mid (19 digits), so a set that expired as a whole counts as trimmed
 ``push:trim:{K}``  string, the highest mid removed by the cap or by expiry (19 digits)
 
+Public (broadcast) messages have the same four records under fixed names, ``push:pub:mid``, ``push:pub:msg``,
+``push:pub:top`` and ``push:pub:trim``, on the shard ``Ring(shard names).get("push:pub")``, capped at
+``max_public``; the same scripts serve them (they take the record names as KEYS). No key's records can have these
+names (a key's records end in ``}``), so no key's fetch or delete ever reaches a public message.
+
 Every operation is one Lua script run with EVALSHA, so every write of a key is atomic and so is every read
 (``FETCH_LUA`` reads the set and the marks in one step; no MULTI/EXEC). ``save_many`` sends one script per shard
 for up to ``SAVE_MANY_CHUNK`` keys (``SAVE_MANY_LUA``: the same per-key steps as ``SAVE_LUA``, each key's failure
@@ -30,8 +35,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from message import mid as mids
 from message.redis_link import Arg, RedisLink, RedisUnavailable, ReplyError, pack
-from message.storage import (DEFAULT_LIMITS, FetchResult, Limits, StorageUnavailable, check_key, check_mid,
-                             check_save, check_save_many)
+from message.storage import (DEFAULT_LIMITS, PUBLIC_LOG_KEY, FetchResult, Limits, StorageUnavailable, check_key,
+                             check_message, check_mid, check_save, check_save_many)
 from thirdparty.ring import Ring
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,8 @@ MID_KEY = "push:mid:{%s}"
 MSG_KEY = "push:msg:{%s}"
 TOP_KEY = "push:top:{%s}"
 TRIM_KEY = "push:trim:{%s}"
+PUBLIC_RING_NAME = "push:pub"  # the ring places the public records where it would place this name
+PUBLIC_MID, PUBLIC_MSG, PUBLIC_TOP, PUBLIC_TRIM = "push:pub:mid", "push:pub:msg", "push:pub:top", "push:pub:trim"
 
 SAVE_MANY_CHUNK = 128  # keys per SAVE_MANY_LUA call: bounds how long one script holds the shard
 
@@ -230,7 +237,8 @@ class RedisStorage:
     async def save(self, key: str, msg: bytes, expire: int) -> int:
         check_save(key, msg, expire, self._limits)
         shard = self._shard_for(key)
-        reply = await shard.run(SAVE, _record_keys(key), self._save_args(msg, expire), f"save of key {key!r}")
+        reply = await shard.run(SAVE, _record_keys(key), self._save_args(msg, expire, self._limits.max_per_key),
+                                f"save of key {key!r}")
         return int(reply)
 
     async def save_many(self, keys: Sequence[str], msg: bytes, expire: int) -> dict[str, int]:
@@ -241,7 +249,7 @@ class RedisStorage:
         by_shard: dict[str, list[str]] = {}
         for key in distinct:
             by_shard.setdefault(self.shard_of(key), []).append(key)
-        args = self._save_args(msg, expire)
+        args = self._save_args(msg, expire, self._limits.max_per_key)
         chunks: list[tuple[str, list[str]]] = []
         calls: list[Any] = []
         for name, shard_keys in by_shard.items():
@@ -265,18 +273,35 @@ class RedisStorage:
                     saved[key] = int(mid)
         return saved
 
-    def _save_args(self, msg: bytes, expire: int) -> list[Arg]:
+    def _save_args(self, msg: bytes, expire: int, cap: int) -> list[Arg]:
         now_ns = self._now_ns()
         payload = mids.encode_payload(msg, mids.expire_at(now_ns, expire)) if expire > 0 else b""
-        limits = self._limits
-        return [str(mids.time_id(now_ns)), expire, limits.mid_ttl, limits.max_per_key, payload]
+        return [str(mids.time_id(now_ns)), expire, self._limits.mid_ttl, cap, payload]
 
     async def fetch(self, key: str, after_mid: int) -> FetchResult:
         check_key(key, self._limits)
         check_mid(after_mid)
-        shard = self._shard_for(key)
-        members, trim, top, exists = await shard.run(
-            FETCH, [MSG_KEY % key, TRIM_KEY % key, TOP_KEY % key], [after_mid], f"fetch of key {key!r}")
+        return await self._fetch(self._shard_for(key), key, MSG_KEY % key, TRIM_KEY % key, TOP_KEY % key,
+                                 after_mid, f"fetch of key {key!r}")
+
+    async def save_public(self, msg: bytes, expire: int) -> int:
+        """The next public mid; ``msg`` stored in ``push:pub:msg`` (capped at ``max_public``) when expire > 0."""
+        check_message(msg, expire, self._limits)
+        shard = self._shard_named(self.shard_of(PUBLIC_RING_NAME))
+        reply = await shard.run(SAVE, [PUBLIC_MID, PUBLIC_MSG, PUBLIC_TOP, PUBLIC_TRIM],
+                                self._save_args(msg, expire, self._limits.max_public), "save of a public message")
+        return int(reply)
+
+    async def fetch_public(self, after_mid: int) -> FetchResult:
+        check_mid(after_mid)
+        shard = self._shard_named(self.shard_of(PUBLIC_RING_NAME))
+        return await self._fetch(shard, PUBLIC_LOG_KEY, PUBLIC_MSG, PUBLIC_TRIM, PUBLIC_TOP, after_mid,
+                                 "fetch of the public messages")
+
+    async def _fetch(self, shard: _Shard, key: str, msg_name: str, trim_name: str, top_name: str, after_mid: int,
+                     subject: str) -> FetchResult:
+        """FETCH_LUA on one message set and its marks; expired members are dropped (and removed)."""
+        members, trim, top, exists = await shard.run(FETCH, [msg_name, trim_name, top_name], [after_mid], subject)
         trim_mark = int(trim) if trim else 0
         if not exists and top:  # the set expired as a whole: everything up to `top` is gone
             trim_mark = max(trim_mark, int(top))
@@ -297,13 +322,14 @@ class RedisStorage:
             else:
                 msgs.append((stored.mid, stored.msg))
         if expired:
-            await self._remove_expired(shard, key, expired)
+            await self._remove_expired(shard, key, msg_name, trim_name, expired)
         return FetchResult(msgs, trim_mark > after_mid)
 
-    async def _remove_expired(self, shard: _Shard, key: str, members: list[bytes]) -> None:
+    async def _remove_expired(self, shard: _Shard, key: str, msg_name: str, trim_name: str,
+                              members: list[bytes]) -> None:
         """ZREM expired members and raise the trim mark; a failure only delays it (the read already succeeded)."""
         try:
-            await shard.run(REMOVE, [MSG_KEY % key, TRIM_KEY % key], [self._limits.mid_ttl, *members],
+            await shard.run(REMOVE, [msg_name, trim_name], [self._limits.mid_ttl, *members],
                             f"removal of expired messages of key {key!r}")
         except StorageUnavailable as exc:
             log.warning("shard=%s key=%s: expired messages not removed: %s", shard.name, key, exc)

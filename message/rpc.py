@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, TypeVar
 
-from message.storage import FetchResult, InvalidArgument, Storage, StorageUnavailable
+from message.storage import PUBLIC_LOG_KEY, FetchResult, InvalidArgument, Storage, StorageUnavailable
 from message.trace_service import MessageTracer
+from message.directory import Directory, describe
 from thirdparty.rpc_codec import ERR_INTERNAL, ERR_PARAM, RpcError
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,19 @@ MSG_ENTRY_OVERHEAD = 16  # msgpack bytes around one [mid, msg] pair in a GetPriv
 
 
 class MessageRPC:
-    """The MessageRPC service: SavePrivate, SavePrivates, GetPrivate, DelPrivate, Ping, and the trace methods."""
+    """The MessageRPC service: SavePrivate, SavePrivates, GetPrivate, DelPrivate, Ping, the trace methods, and
+    SavePublic / GetPublic (public messages)."""
 
-    RPC_METHODS = ("SavePrivate", "SavePrivates", "GetPrivate", "DelPrivate", "Ping", "Trace", "MsgTrace", "KeyTrace")
+    RPC_METHODS = ("SavePrivate", "SavePrivates", "GetPrivate", "DelPrivate", "Ping", "Trace", "MsgTrace", "KeyTrace",
+                   "SavePublic", "GetPublic",
+                   "SetTags", "SetAlias", "KeyInfo", "AliasKey", "TagKeys")  # the tag/alias directory
 
     def __init__(self, storage: Storage, *, max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES,
-                 tracer: MessageTracer | None = None) -> None:
+                 tracer: MessageTracer | None = None, directory: Directory | None = None) -> None:
         self._storage = storage
         self._max_fetch_bytes = max_fetch_bytes
         self._tracer = tracer
+        self._directory = directory  # the tag/alias directory (message/directory.py); None: 65535
 
     async def SavePrivate(self, key: Any, msg: Any, expire: Any) -> int:
         """Assign ``key``'s next mid (returned) and store ``msg`` for ``expire`` seconds when ``expire > 0``."""
@@ -101,6 +106,62 @@ class MessageRPC:
     async def KeyTrace(self, key: Any) -> dict[str, Any]:
         """The trace of one key: connections, failures, fetches and its recent messages' verdicts."""
         return await _call("KeyTrace", key, self._traced().key_trace(key))
+
+    # --- public (broadcast) messages ------------------------------------------------------------------------
+
+    async def SavePublic(self, msg: Any, expire: Any) -> int:
+        """Assign the next public mid (returned) and store ``msg`` for ``expire`` seconds when ``expire > 0``."""
+        mid = await _call("SavePublic", PUBLIC_LOG_KEY, self._storage.save_public(_payload(msg), expire))
+        log.info("key=%s mid=%d expire=%s: public message saved", PUBLIC_LOG_KEY, mid, expire)
+        return mid
+
+    async def GetPublic(self, mid: Any) -> dict[str, Any]:
+        """``{"msgs": [[mid, msg], ...], "trimmed": bool}``: public messages newer than ``mid``, ascending, within
+        ``max_fetch_bytes`` of payload (at least one), as ``GetPrivate``."""
+        result: FetchResult = await _call("GetPublic", PUBLIC_LOG_KEY, self._storage.fetch_public(mid))
+        msgs = _within(result.msgs, self._max_fetch_bytes)
+        if len(msgs) < len(result.msgs):
+            log.info("key=%s mid=%d: reply holds %d of %d public messages (max_fetch_bytes)",
+                     PUBLIC_LOG_KEY, mid, len(msgs), len(result.msgs))
+        return {"msgs": msgs, "trimmed": result.trimmed}
+
+    # --- the tag/alias directory (message/directory.py) -----------------------------------------------------
+
+    async def SetTags(self, key: Any, tags: Any) -> list[str]:
+        """Replace ``key``'s tags (``[]`` clears them); return them sorted."""
+        stored = await _call("SetTags", key, self._directory_().set_tags(key, tags))
+        log.info("key=%s: %d tags set", key, len(stored))
+        return stored
+
+    async def SetAlias(self, key: Any, alias: Any) -> dict[str, Any]:
+        """Give ``key`` the alias (moving it from the key that had it); ``""`` removes the key's alias.
+        ``{"alias": A or None, "moved_from": K1 or None, "replaced": the key's old alias or None}``."""
+        change = await _call("SetAlias", key, self._directory_().set_alias(key, alias))
+        log.info("key=%s alias=%s: alias set (moved from %s, replaced %s)", key, change.alias or "-",
+                 change.moved_from or "-", change.replaced or "-")
+        return {"alias": change.alias, "moved_from": change.moved_from, "replaced": change.replaced}
+
+    async def KeyInfo(self, key: Any) -> dict[str, Any]:
+        """``{"tags": [sorted], "alias": A or None}`` of ``key``."""
+        info = await _call("KeyInfo", key, self._directory_().key_info(key))
+        return {"tags": info.tags, "alias": info.alias}
+
+    async def AliasKey(self, alias: Any) -> str | None:
+        """The key that has ``alias``, or None."""
+        return await _call("AliasKey", "-", self._directory_().alias_key(alias))
+
+    async def TagKeys(self, expr: Any, after: Any, count: Any) -> dict[str, Any]:
+        """``{"keys": [ascending, > after], "next": the key to continue after, or None when there are no more}``
+        for a tag expression (a list of AND-groups, each a list of tags); a page may be short while ``next`` is
+        set (the store bounds its work per call)."""
+        page = await _call("TagKeys", "-", self._directory_().tag_keys(expr, after, count))
+        log.debug("key=- tags=%s after=%s: %d keys, next=%s", describe(expr), after, len(page.keys), page.next)
+        return {"keys": page.keys, "next": page.next}
+
+    def _directory_(self) -> Directory:
+        if self._directory is None:
+            raise RpcError(ERR_INTERNAL, "the tag/alias directory is not available on this message node")
+        return self._directory
 
     def _traced(self) -> MessageTracer:
         if self._tracer is None:

@@ -3,6 +3,8 @@
 Tables: ``messages`` (key, mid, expire_at, msg) holds stored messages; ``key_meta`` (key, last_mid, trim_mid,
 expire_at) is a key's last-mid record and trim mark, kept at least ``mid_ttl`` seconds after the key's last
 save, like ``push:mid:{K}``/``push:trim:{K}`` in Redis. SQLite integers are int64, so mids are exact.
+Public (broadcast) messages live in the same tables under ``PUBLIC_KEY``, a key with a control character that
+``check_key`` refuses, so no caller's key can read, write or delete them; they are capped at ``max_public``.
 
 All SQL runs on one dedicated worker thread (a single-thread executor owning the connection), so the event loop
 never blocks on disk. Every save, trim, fetch and delete is one ``BEGIN IMMEDIATE`` transaction. Expired rows are
@@ -21,11 +23,13 @@ from typing import Callable, Sequence, TypeVar
 
 from message.mid import NS_PER_SECOND, expire_at, time_id
 from message.sqlite_base import in_transaction, open_database
-from message.storage import (DEFAULT_LIMITS, FetchResult, Limits, StorageUnavailable, check_key, check_mid,
-                             check_save, check_save_many)
+from message.storage import (DEFAULT_LIMITS, PUBLIC_LOG_KEY, FetchResult, Limits, StorageUnavailable, check_key,
+                             check_message, check_mid, check_save, check_save_many)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+PUBLIC_KEY = "\x01public"  # the reserved key of the public messages (no valid key has a control character)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -79,14 +83,16 @@ class SqliteStorage:
     async def save(self, key: str, msg: bytes, expire: int) -> int:
         check_save(key, msg, expire, self._limits)
         now_ns = self._now_ns()
-        return await self._run("save", self._write, lambda: self._save_one(key, msg, expire, now_ns))
+        return await self._run("save", self._write,
+                               lambda: self._save_one(key, msg, expire, now_ns, self._limits.max_per_key))
 
     async def save_many(self, keys: Sequence[str], msg: bytes, expire: int) -> dict[str, int]:
         distinct = check_save_many(keys, msg, expire, self._limits)
         now_ns = self._now_ns()
 
         def save_all() -> dict[str, int]:
-            return {key: self._save_one(key, msg, expire, now_ns) for key in distinct}
+            cap = self._limits.max_per_key
+            return {key: self._save_one(key, msg, expire, now_ns, cap) for key in distinct}
 
         try:
             return await self._run("save_many", self._write, save_all)
@@ -100,6 +106,17 @@ class SqliteStorage:
         check_mid(after_mid)
         now_s = self._now_ns() // NS_PER_SECOND
         return await self._run("fetch", self._write, lambda: self._fetch(key, after_mid, now_s))
+
+    async def save_public(self, msg: bytes, expire: int) -> int:
+        check_message(msg, expire, self._limits)
+        now_ns = self._now_ns()
+        return await self._run("save_public", self._write,
+                               lambda: self._save_one(PUBLIC_KEY, msg, expire, now_ns, self._limits.max_public))
+
+    async def fetch_public(self, after_mid: int) -> FetchResult:
+        check_mid(after_mid)
+        now_s = self._now_ns() // NS_PER_SECOND
+        return await self._run("fetch_public", self._write, lambda: self._fetch(PUBLIC_KEY, after_mid, now_s))
 
     async def delete(self, key: str) -> int:
         check_key(key, self._limits)
@@ -154,7 +171,7 @@ class SqliteStorage:
         """Run ``body`` in one write transaction: all of it is committed or none."""
         return in_transaction(self._connection(), body)
 
-    def _save_one(self, key: str, msg: bytes, expire: int, now_ns: int) -> int:
+    def _save_one(self, key: str, msg: bytes, expire: int, now_ns: int, cap: int) -> int:
         conn = self._connection()
         limits = self._limits
         now_s = now_ns // NS_PER_SECOND
@@ -168,9 +185,9 @@ class SqliteStorage:
             conn.execute("INSERT INTO messages (key, mid, expire_at, msg) VALUES (?, ?, ?, ?)",
                          (key, mid, expire_at(now_ns, expire), msg))
             (count,) = conn.execute("SELECT COUNT(*) FROM messages WHERE key = ?", (key,)).fetchone()
-            if count > limits.max_per_key:
+            if count > cap:
                 (mark,) = conn.execute("SELECT MAX(mid) FROM (SELECT mid FROM messages WHERE key = ?"
-                                       " ORDER BY mid LIMIT ?)", (key, count - limits.max_per_key)).fetchone()
+                                       " ORDER BY mid LIMIT ?)", (key, count - cap)).fetchone()
                 conn.execute("DELETE FROM messages WHERE key = ? AND mid <= ?", (key, mark))
                 conn.execute("UPDATE key_meta SET trim_mid = MAX(trim_mid, ?) WHERE key = ?", (mark, key))
         return mid
@@ -186,7 +203,8 @@ class SqliteStorage:
             conn.executemany("DELETE FROM messages WHERE key = ? AND mid = ?", [(key, mid) for mid in expired])
             trim_mark = max(trim_mark, expired[-1])
             conn.execute("UPDATE key_meta SET trim_mid = MAX(trim_mid, ?) WHERE key = ?", (trim_mark, key))
-            log.debug("key=%s: removed %d expired messages", key, len(expired))
+            log.debug("key=%s: removed %d expired messages", PUBLIC_LOG_KEY if key == PUBLIC_KEY else key,
+                      len(expired))
         msgs = [(mid, bytes(msg)) for mid, expires, msg in rows if now_s <= expires]
         return FetchResult(msgs, trim_mark > after_mid)
 

@@ -7,6 +7,8 @@ Both back ends (``redis_storage.RedisStorage`` and ``sqlite_storage.SqliteStorag
   stay strictly increasing across clock steps, trims, expiry and ``delete``.
 * A key keeps at most ``max_per_key`` messages; older ones are trimmed. The highest mid removed by the cap or by
   expiry is remembered, so ``fetch`` reports ``trimmed`` when something newer than the asked mid was lost.
+* Public (broadcast) messages follow the same rules on a sequence of their own (``save_public`` /
+  ``fetch_public``), capped at ``max_public``; no key's ``fetch`` or ``delete`` reaches them.
 * Every argument is checked here, before any I/O; a bad one raises ``InvalidArgument`` (a ``ValueError``),
   which the RPC layer turns into ``ERR_PARAM``. A store that cannot be reached raises ``StorageUnavailable``.
 
@@ -50,9 +52,11 @@ class Limits:
     max_key_bytes: int = 128            # longest key, UTF-8 bytes
     mid_ttl: int = 30 * 24 * 3600       # shortest lifetime of a key's last-mid record, seconds
     max_keys_per_call: int = 1000       # most keys in one save_many
+    max_public: int = 256               # public (broadcast) messages kept; older ones are trimmed
 
 
 DEFAULT_LIMITS = Limits()
+PUBLIC_LOG_KEY = "(public)"  # what log lines show as the key of a public (broadcast) message
 
 
 class Storage(Protocol):
@@ -74,6 +78,15 @@ class Storage(Protocol):
         """Delete ``key``'s messages and trim mark (not its last mid); return how many messages were deleted.
 
         A later ``fetch`` does not report the deleted messages as ``trimmed``: deleting was the owner's choice."""
+
+    # --- public (broadcast) messages: one sequence of their own, not visible through any key ---------------
+
+    async def save_public(self, msg: bytes, expire: int) -> int:
+        """Assign the next public mid (the rule of ``save``, on its own sequence); store ``msg`` for ``expire``
+        seconds when ``expire > 0``, keeping at most ``max_public`` messages. Return the mid."""
+
+    async def fetch_public(self, after_mid: int) -> FetchResult:
+        """Public messages with mid > ``after_mid``, ascending; expired ones are dropped, losses are ``trimmed``."""
 
     async def close(self) -> None:
         """Release connections, threads and files."""
