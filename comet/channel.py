@@ -133,6 +133,10 @@ class ChannelTable:
         channel = self._channels.get(key)
         return list(channel.connections.values()) if channel is not None else []
 
+    def connections(self) -> list[Connection]:
+        """Every registered connection of the node right now (a snapshot; comet/broadcast.py)."""
+        return [conn for channel in self._channels.values() for conn in channel.connections.values()]
+
     def keys(self) -> list[str]:
         """The keys that have a channel right now (a snapshot)."""
         return list(self._channels)

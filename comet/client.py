@@ -98,6 +98,10 @@ class CometAPI(Protocol):
                                  timeout: float | None = None) -> tuple[list[str], dict[str, str]]:
         """``push_privates`` with ``meta``: (the keys that failed, the outcome of each pushed key when asked)."""
 
+    async def push_public(self, mid: int, msg: bytes) -> int:
+        """Queue the public message ``mid`` (gid 1) for every connection of the node; returns how many it will be
+        written to (the node's connections when it was queued)."""
+
     async def close_key(self, key: str) -> int:
         """Close the key's connections; returns how many were closed."""
 
@@ -147,6 +151,12 @@ class CometClient(CometAPI):
                 or not all(isinstance(key, str) and value in OUTCOMES for key, value in outcomes.items())):
             raise _malformed("PushPrivates", reply)
         return failed, outcomes
+
+    async def push_public(self, mid: int, msg: bytes) -> int:
+        reply = await self._rpc.call(f"{SERVICE}.PushPublic", mid, msg)
+        if not isinstance(reply, dict):
+            raise _malformed("PushPublic", reply)
+        return _int(reply.get("online"), "PushPublic")
 
     async def close_key(self, key: str) -> int:
         return _int(await self._rpc.call(f"{SERVICE}.Close", key), "Close")

@@ -6,7 +6,8 @@ WebSocket :6968, heartbeat >= 30 s, 5 s first packet, 64 connections per key, 12
 ``[zookeeper] hosts`` set the node runs in cluster mode (``comet/cluster.py``) and ``[ring]`` must stay empty.
 ``[auth]`` (subscribe tokens) is ``comet.auth.AuthConfig``; its secrets and the ``[tls]`` files are read and
 checked at load time, so a node with an unusable secret or certificate does not start. ``[trace]`` batches the
-node's delivery-trace records (``thirdparty.trace_buffer.TraceBufferConfig``).
+node's delivery-trace records (``thirdparty.trace_buffer.TraceBufferConfig``); ``[broadcast]`` paces public
+messages (``comet/broadcast.py``).
 """
 from __future__ import annotations
 
@@ -148,6 +149,21 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class BroadcastConfig:
+    """``[broadcast]``: public messages (gid 1) written to every connection of the node (comet/broadcast.py)."""
+
+    max_queued: int = 16    # broadcasts queued at once (the one being written included); one more gets 65535
+    chunk: int = 512        # connections written per event-loop pass; private pushes run between two chunks
+    rate: float = 50000.0   # connection writes per second at most, all broadcasts together
+
+    def check(self) -> None:
+        if self.max_queued < 1 or self.chunk < 1:
+            raise ConfigError("max_queued and chunk must be >= 1")
+        if not 0 < self.rate < float("inf"):
+            raise ConfigError("rate must be > 0 (connection writes per second)")
+
+
+@dataclass(frozen=True)
 class TlsConfig:
     """``[tls]``: TLS on the client listeners once ``cert`` and ``key`` are set (wss:// and TLS over TCP)."""
 
@@ -178,6 +194,7 @@ class CometConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)  # hosts set: cluster mode
     trace: TraceBufferConfig = field(default_factory=TraceBufferConfig)  # delivery trace records for MessageRPC
+    broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)  # public messages to every connection
 
     def check(self) -> None:
         if self.ring.nodes and self.node.name not in self.ring.nodes:

@@ -1,7 +1,7 @@
 """The comet node's Prometheus metrics: ``GET /metrics`` on the stat listener, next to ``GET /stat``.
 
 :class:`CometCollector` reads the node's counters at scrape time (``comet.stat.CometStats``, the channel table,
-the ack waiters, the trace buffer), so the hot paths do nothing more than they did for ``/stat``. Every sample is
+the ack waiters, the broadcaster, the trace buffer), so the hot paths do nothing more than they did for ``/stat``. Every sample is
 labelled ``node`` (the comet's name). Names and meanings: README.md, "Operations".
 """
 from __future__ import annotations
@@ -57,6 +57,15 @@ class CometCollector(Collector):
         yield labelled_counter(f"{PREFIX}_ack_waits", "Pushes that waited for an ack, by outcome", name, "outcome",
                                {outcome: waits[outcome] for outcome in ("acked", "timeouts", "refused")})
         yield gauge(f"{PREFIX}_ack_waiting", "Pushes waiting for an ack now", name, waits["waiting"])
+        broadcast = node.broadcaster.stats()
+        yield labelled_counter(f"{PREFIX}_broadcasts", "Broadcasts (PushPublic), by outcome (queued, done, refused: "
+                               "queue full, dropped: node stopped)", name, "outcome",
+                               {outcome: broadcast[outcome] for outcome in ("queued", "done", "refused", "dropped")})
+        yield labelled_counter(f"{PREFIX}_broadcast_connections", "Connections of broadcast snapshots, by outcome "
+                               "(written, skipped: closed since or overflowed)", name, "outcome",
+                               {outcome: broadcast[outcome] for outcome in ("written", "skipped")})
+        yield gauge(f"{PREFIX}_broadcasts_pending", "Broadcasts queued now, the one being written included", name,
+                    broadcast["pending"])
         yield gauge(f"{PREFIX}_keys", "Keys with at least one subscribed connection", name, node.table.channel_count)
         yield gauge(f"{PREFIX}_tracked_addresses", "Source addresses tracked by the per-address limits", name,
                     len(node.address_limiter))

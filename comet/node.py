@@ -4,8 +4,8 @@ stop gracefully.
 The client listeners are the event loop's own servers (``loop.create_server``) making one
 ``tcp.TcpConnection`` / ``websocket.WsConnection`` protocol object per client; the RPC and stat listeners are
 tornado servers (the stat listener serves ``GET /stat`` and ``GET /metrics``, comet/metrics.py). ``stop()``
-first stops accepting, lets RPC calls already running answer (pushes finish in order), then closes every client
-connection (WebSocket clients get a 1001 close frame and a moment to answer it), then the message client it
+first stops accepting, lets RPC calls already running answer (pushes finish in order), drops the broadcasts still
+queued (comet/broadcast.py), then closes every client connection (WebSocket clients get a 1001 close frame and a moment to answer it), then the message client it
 created. Listeners bound to port 0 get a free port; :attr:`CometNode.addresses`
 has the real ones.
 
@@ -37,6 +37,7 @@ from tornado.tcpserver import TCPServer
 
 from comet.ack_waiters import AckWaiters
 from comet.auth import SubscribeAuth
+from comet.broadcast import Broadcaster
 from comet.channel import ChannelTable
 from comet.client import CometNodeInfo
 from comet.cluster import CLOSE_FENCED, CLOSE_MOVED, CometMembership
@@ -139,6 +140,8 @@ class CometNode:
         self._leaving = False
         self.tracer: CometTracer | None = None
         self.waiters = AckWaiters(config.limits.max_ack_waits)
+        self.broadcaster = Broadcaster(self.table, max_queued=config.broadcast.max_queued, chunk=config.broadcast.chunk,
+                                       rate=config.broadcast.rate, max_message_bytes=config.limits.max_message_bytes)
 
     async def start(self) -> None:
         config, limits = self.config, self.config.limits
@@ -177,7 +180,9 @@ class CometNode:
                                                      tls=ws_tls, handshake_timeout=limits.first_packet_timeout)
                                 for address in config.bind.ws]
         self._rpc = RpcServer()
-        self._rpc.register("CometRPC", CometRPC(service, self.stat, max_wait=limits.max_push_wait))
+        self.broadcaster.start()
+        self._rpc.register("CometRPC", CometRPC(service, self.stat, max_wait=limits.max_push_wait,
+                                                broadcaster=self.broadcaster))
         self.addresses["rpc"] = [_bind(self._rpc, config.bind.rpc)]
         if config.bind.stat:
             self._stat = HTTPServer(make_stat_app(self.stat, comet_registry(self)), idle_connection_timeout=STAT_IDLE_TIMEOUT,
@@ -264,7 +269,8 @@ class CometNode:
         trace = self.tracer.buffer.stats() if self.tracer is not None else {"enabled": False}
         return self.stats.snapshot({"keys": self.table.channel_count,
                                     "tracked_addresses": len(self.address_limiter), "cluster": cluster,
-                                    "ack_waits": self.waiters.stats(), "trace": trace})
+                                    "ack_waits": self.waiters.stats(), "trace": trace,
+                                    "broadcast": self.broadcaster.stats()})
 
     def info(self) -> CometNodeInfo:
         """What this node publishes: its advertised addresses (bound ones when none are configured)."""
@@ -293,6 +299,7 @@ class CometNode:
         if self._rpc is not None:
             await self._rpc.close_all(STOP_GRACE)
             self._rpc = None
+        await self.broadcaster.stop()  # what is still queued is dropped (counted): clients fetch it by pmid
         closed = self.table.close_all(CLOSE_STOPPING)
         if self._clients is not None:
             await self._close_sessions(self._clients.sessions)

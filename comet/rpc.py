@@ -5,6 +5,7 @@ bytes (a str is accepted and encoded as UTF-8, for generic MessagePack-RPC clien
 
     PushPrivate(key, msg, expire[, meta])    -> {"mid": N, "online": C[, "outcome": O]}
     PushPrivates(keys, msg, expire[, meta])  -> {"fk": [failed keys], "online": C[, "outcomes": {key: O}]}
+    PushPublic(mid, msg)             -> {"online": C}: queued for the C connections of this moment (comet/broadcast.py)
     Close(key)                       -> number of connections closed
     Ping()                           -> "pong"
     Stat()                           -> the counters of GET /stat
@@ -14,7 +15,8 @@ trace and may ask to wait for the outcome ``O`` of each key ("acked", "written",
 then comes once it is known, up to ``meta.timeout`` seconds after the write.
 
 Errors: 1001 the key is not on this node, 65534 bad parameter (also what the message node refused as a bad
-parameter, and a malformed meta), 65535 the message node cannot be reached or failed.
+parameter, and a malformed meta), 65535 the message node cannot be reached or failed; for PushPublic 65535 is
+"broadcast queue full" (or the node is stopping).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import logging
 from typing import Any, Callable
 
 from comet.ack_waiters import MetaError, PushMeta, parse_meta
+from comet.broadcast import Broadcaster
 from comet.service import CometService
 from thirdparty.rpc_client import RemoteError, RpcUnavailable
 from thirdparty.rpc_codec import ERR_INTERNAL, ERR_PARAM, RpcError
@@ -37,10 +40,12 @@ def _message_bytes(msg: Any) -> Any:
 class CometRPC:
     """Registered as ``"CometRPC"`` on the node's RpcServer."""
 
-    RPC_METHODS = ("PushPrivate", "PushPrivates", "Close", "Ping", "Stat")
+    RPC_METHODS = ("PushPrivate", "PushPrivates", "PushPublic", "Close", "Ping", "Stat")
 
-    def __init__(self, service: CometService, stat: Callable[[], dict[str, Any]], *, max_wait: float = 60.0) -> None:
+    def __init__(self, service: CometService, stat: Callable[[], dict[str, Any]], *, max_wait: float = 60.0,
+                 broadcaster: Broadcaster | None = None) -> None:
         self._service = service
+        self._broadcaster = broadcaster
         self._stat = stat
         self._max_wait = max_wait
 
@@ -69,6 +74,11 @@ class CometRPC:
         if push_meta.wait:
             return {"fk": failed, "online": online, "outcomes": outcomes}
         return {"fk": failed, "online": online}
+
+    async def PushPublic(self, mid: Any, msg: Any) -> dict[str, int]:
+        if self._broadcaster is None:
+            raise RpcError(ERR_INTERNAL, "broadcast is not available on this node")
+        return {"online": self._broadcaster.broadcast(mid, _message_bytes(msg))}
 
     async def Close(self, key: Any) -> int:
         return self._service.close_key(key)

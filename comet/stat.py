@@ -1,8 +1,10 @@
 """Comet counters and the tiny HTTP listener that shows them: ``GET /stat`` -> JSON.
 
 :class:`CometStats` is a bag of plain integers bumped on the hot paths (no locks: one event loop). The same
-snapshot is returned by the ``CometRPC.Stat`` call. The listener binds to localhost by default; given a registry
-it also serves ``GET /metrics``, the same counters for Prometheus (comet/metrics.py).
+snapshot is returned by the ``CometRPC.Stat`` call. The node adds the blocks of its other parts (``keys``,
+``cluster``, ``ack_waits``, ``trace``, and ``broadcast``: :meth:`comet.broadcast.Broadcaster.stats`). The
+listener binds to localhost by default; given a registry it also serves ``GET /metrics``, the same counters for
+Prometheus (comet/metrics.py).
 """
 from __future__ import annotations
 

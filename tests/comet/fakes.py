@@ -24,6 +24,8 @@ class FakeMessage:
         self.delay = 0.0
         self.calls: list[tuple[str, object]] = []
         self.closed = False
+        self.public: list[tuple[int, bytes]] = []   # stored public messages (save_public), ascending
+        self.last_public_mid = 999
 
     def _check(self) -> None:
         if self.unavailable:
@@ -58,6 +60,18 @@ class FakeMessage:
     async def del_private(self, key: str) -> int:
         self._check()
         return len(self.stored.pop(key, []))
+
+    async def save_public(self, msg: bytes, expire: int) -> int:
+        """Public mids: their own sequence (from 1000), stored in ``public`` only when expire > 0."""
+        self._check()
+        self.last_public_mid += 1
+        if expire > 0:
+            self.public.append((self.last_public_mid, msg))
+        return self.last_public_mid
+
+    async def get_public(self, mid: int) -> FetchResult:
+        self._check()
+        return FetchResult([(m, msg) for m, msg in self.public if m > mid], False)
 
     async def ping(self) -> None:
         self._check()
