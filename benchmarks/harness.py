@@ -214,7 +214,7 @@ class Cluster:
         return self._role("message", "message", doc, [port]), port
 
     def comet(self, message_port: int, limits: dict[str, Any] | None = None,
-              name: str = "node1") -> tuple[Proc, CometAddrs]:
+              name: str = "node1", sections: dict[str, dict[str, Any]] | None = None) -> tuple[Proc, CometAddrs]:
         addrs = CometAddrs(free_port(), free_port(), free_port(), free_port())
         doc: dict[str, Any] = {
             "node": {"name": name},
@@ -224,6 +224,7 @@ class Cluster:
         }
         if limits:
             doc["limits"] = limits
+        doc.update(sections or {})
         proc = self._role("comet", f"comet-{name}", doc, [addrs.tcp, addrs.ws, addrs.rpc, addrs.stat])
         return proc, addrs
 

@@ -35,6 +35,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.reset()
+        self.skip: bytes | None = None  # messages containing this are not recorded (a probe leaves out broadcasts)
         self.lost = 0       # connections closed by the server or the network (not by us)
         self.refused = 0    # handshakes answered with something else than +h
 
@@ -49,6 +50,8 @@ class Recorder:
 
     def on_message(self, payload: bytes) -> None:
         now = time.monotonic_ns()
+        if self.skip is not None and self.skip in payload:
+            return
         self.count += 1
         self.last_ns = now
         if not self.first_ns:

@@ -94,9 +94,11 @@ class CometAPI(Protocol):
     async def push_privates(self, keys: Sequence[str], msg: bytes, expire: int) -> list[str]:
         """``push_private`` for many keys of this node; returns the keys that failed."""
 
-    async def push_privates_meta(self, keys: Sequence[str], msg: bytes, expire: int, meta: Mapping[str, Any], *,
-                                 timeout: float | None = None) -> tuple[list[str], dict[str, str]]:
-        """``push_privates`` with ``meta``: (the keys that failed, the outcome of each pushed key when asked)."""
+    async def push_privates_counted(self, keys: Sequence[str], msg: bytes, expire: int,
+                                    meta: Mapping[str, Any] | None = None, *,
+                                    timeout: float | None = None) -> tuple[list[str], int, dict[str, str]]:
+        """``push_privates`` with ``meta`` and the whole reply: (the keys that failed, the connections written to,
+        the outcome of each pushed key when ``meta`` asks to wait)."""
 
     async def push_public(self, mid: int, msg: bytes) -> int:
         """Queue the public message ``mid`` (gid 1) for every connection of the node; returns how many it will be
@@ -141,16 +143,20 @@ class CometClient(CometAPI):
             raise _malformed("PushPrivates", reply)
         return failed
 
-    async def push_privates_meta(self, keys: Sequence[str], msg: bytes, expire: int, meta: Mapping[str, Any], *,
-                                 timeout: float | None = None) -> tuple[list[str], dict[str, str]]:
-        reply = await self._rpc.call(f"{SERVICE}.PushPrivates", list(keys), msg, expire, dict(meta), timeout=timeout)
-        failed = reply.get("fk") if isinstance(reply, dict) else None
-        outcomes = reply.get("outcomes", {}) if isinstance(reply, dict) else None
+    async def push_privates_counted(self, keys: Sequence[str], msg: bytes, expire: int,
+                                    meta: Mapping[str, Any] | None = None, *,
+                                    timeout: float | None = None) -> tuple[list[str], int, dict[str, str]]:
+        params: tuple[Any, ...] = (list(keys), msg, expire) if meta is None else (list(keys), msg, expire, dict(meta))
+        reply = await self._rpc.call(f"{SERVICE}.PushPrivates", *params, timeout=timeout)
+        if not isinstance(reply, dict):
+            raise _malformed("PushPrivates", reply)
+        failed, online, outcomes = reply.get("fk"), reply.get("online", 0), reply.get("outcomes", {})
         if (not isinstance(failed, list) or not all(isinstance(key, str) for key in failed)
+                or not isinstance(online, int) or isinstance(online, bool) or online < 0
                 or not isinstance(outcomes, dict)
                 or not all(isinstance(key, str) and value in OUTCOMES for key, value in outcomes.items())):
             raise _malformed("PushPrivates", reply)
-        return failed, outcomes
+        return failed, online, outcomes
 
     async def push_public(self, mid: int, msg: bytes) -> int:
         reply = await self._rpc.call(f"{SERVICE}.PushPublic", mid, msg)

@@ -15,12 +15,14 @@ import hmac
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, ClassVar, Sequence
 
 from comet.client import PushResult
 from thirdparty.rpc_client import RemoteError, RpcUnavailable
 from web.cluster import CometNode
 from web.handlers import ApiRequest, Endpoint, Reply, rpc_call
+from web.multi_push import NodeResult, batches, push_node
 from web.params import parse_expire, parse_form_key, parse_key, parse_message, parse_multi_body
 from web.push_wait import PushWait, outcomes_json, parse_wait, push_meta
 from web.ret import NoNodeError, RetError
@@ -78,8 +80,10 @@ class PushPrivateEndpoint(PushEndpoint):
         key = parse_key(request.arg("key"), limits.max_key_bytes)
         expire = parse_expire(request.arg("expire"), limits.max_expire)
         message = parse_message(request.body, limits.max_body_bytes)
-        wait = self._wait(request)
-        src = request.remote_ip
+        return self.push(key, message, expire, self._wait(request), request.remote_ip)
+
+    def push(self, key: str, message: bytes, expire: int, wait: PushWait | None, src: str) -> Awaitable[bytes]:
+        """The push to one key once its parameters are checked (also /push/alias, web/targeting.py)."""
         node = self.view.pick(key)
         if node is None:
             self._failed((key,), "no comet node serves the key", None, src, message, expire)
@@ -94,7 +98,7 @@ class PushPrivateEndpoint(PushEndpoint):
         return self._push(node, key, call, expire, wait is not None, src, len(message))
 
     async def _push(self, node: CometNode, key: str, call: Awaitable[PushResult], expire: int, waited: bool,
-                    src: str, size: int) -> Reply:
+                    src: str, size: int) -> bytes:
         try:
             result = await rpc_call(f"key={key}: comet {node.name} PushPrivate", call)
         except RetError as exc:
@@ -127,6 +131,18 @@ class PushMultiEndpoint(PushEndpoint):
 
     async def _push_all(self, keys: list[str], message: bytes, expire: int, src: str,
                         wait: PushWait | None) -> Reply:
+        result = await self.push_keys(keys, message, expire, src, wait)
+        log.info("mprivate: %d key(s) on %d comet(s), %d failed, expire=%d",
+                 len(keys), result.nodes, len(result.failed), expire)
+        reply = b'{"fk":%b' % json.dumps(result.failed, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if wait is not None:
+            reply += b',"outcomes":%b' % outcomes_json(result.outcomes, keys)
+        return reply + b"}"
+
+    async def push_keys(self, keys: list[str], message: bytes, expire: int, src: str,
+                        wait: PushWait | None) -> MultiPushResult:
+        """The multi-key path (also /push/tags): ``keys`` grouped by comet, the comets pushed concurrently, each
+        one's keys in calls of at most ``[limits] max_keys_per_push``."""
         groups, unrouted = self.view.group(keys)
         if unrouted:
             log.warning("%d key(s) have no comet node, e.g. key=%s", len(unrouted), unrouted[0])
@@ -134,53 +150,84 @@ class PushMultiEndpoint(PushEndpoint):
         meta, timeout = self._meta(src, wait)
         failed = set(unrouted)
         outcomes: dict[str, str] = {}
+        online = 0
         if len(groups) == 1:
             ((node, node_keys),) = groups.items()
-            results = [await self._push(node, node_keys, message, expire, src, meta, timeout)]
+            results = [await self._push_node(node, node_keys, message, expire, src, meta, timeout)]
         else:
-            results = await asyncio.gather(*(self._push(node, node_keys, message, expire, src, meta, timeout)
+            results = await asyncio.gather(*(self._push_node(node, node_keys, message, expire, src, meta, timeout)
                                              for node, node_keys in groups.items()))
-        for node_failed, node_outcomes in results:
+        for node_failed, node_online, node_outcomes in results:
             failed.update(node_failed)
+            online += node_online
             outcomes.update(node_outcomes)
-        log.info("mprivate: %d key(s) on %d comet(s), %d failed, expire=%d",
-                 len(keys), len(groups), len(failed), expire)
         failed_keys = [key for key in keys if key in failed] if failed else []
-        reply = b'{"fk":%b' % json.dumps(failed_keys, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        if wait is not None:
-            reply += b',"outcomes":%b' % outcomes_json(outcomes, keys)
-        return reply + b"}"
+        return MultiPushResult(failed_keys, online, outcomes, len(groups))
+
+    async def _push_node(self, node: CometNode, keys: Sequence[str], message: bytes, expire: int, src: str,
+                         meta: dict[str, Any] | None, timeout: float | None) -> NodeResult:
+        """One node's keys, a batch at a time; once the node cannot be reached, its remaining keys fail uncalled."""
+        size = self.limits.max_keys_per_push
+        if len(keys) <= size:
+            return (await self._push(node, keys, message, expire, src, meta, timeout))[0]
+        failed: list[str] = []
+        online = 0
+        outcomes: dict[str, str] = {}
+        parts = batches(keys, size)
+        for index, batch in enumerate(parts):
+            (batch_failed, batch_online, batch_outcomes), reachable = await self._push(
+                node, batch, message, expire, src, meta, timeout)
+            failed.extend(batch_failed)
+            online += batch_online
+            outcomes.update(batch_outcomes)
+            if not reachable:
+                rest = [key for part in parts[index + 1:] for key in part]
+                if rest:
+                    log.error("comet %s: unreachable, its %d remaining key(s) failed uncalled, e.g. key=%s",
+                              node.name, len(rest), rest[0])
+                    self._failed(rest, f"comet {node.name} PushPrivates: node unreachable", node.name, src,
+                                 message, expire)
+                failed.extend(rest)
+                break
+        return failed, online, outcomes
 
     async def _push(self, node: CometNode, keys: Sequence[str], message: bytes, expire: int, src: str,
-                    meta: dict[str, Any] | None, timeout: float | None) -> tuple[list[str], dict[str, str]]:
-        """Push to one node's keys; the keys that failed (all of them when the node fails) and the outcomes."""
+                    meta: dict[str, Any] | None, timeout: float | None) -> tuple[NodeResult, bool]:
+        """Push to one node's keys: (the keys that failed (all of them when the node fails), the connections
+        written to, the outcomes), and whether the node could be reached."""
         client = node.client()
         if client is None:
             log.warning("comet %s: no rpc address, %d key(s) failed, e.g. key=%s", node.name, len(keys), keys[0])
             self._failed(keys, f"comet {node.name} has no rpc address", node.name, src, message, expire)
-            return list(keys), {}
-        outcomes: dict[str, str] = {}
+            return (list(keys), 0, {}), False
         try:
-            if meta is None:
-                failed = await client.push_privates(keys, message, expire)
-            else:
-                failed, outcomes = await client.push_privates_meta(keys, message, expire, meta, timeout=timeout)
+            failed, online, outcomes = await push_node(client, keys, message, expire, meta, timeout)
         except RpcUnavailable as exc:
             log.error("comet %s: unreachable (%s), %d key(s) failed, e.g. key=%s",
                       node.name, exc, len(keys), keys[0])
             self._failed(keys, f"comet {node.name} PushPrivates: node unreachable ({exc})", node.name, src, message,
                          expire)
-            return list(keys), {}
+            return (list(keys), 0, {}), False
         except RemoteError as exc:
             log.error("comet %s: PushPrivates error %d %s, %d key(s) failed, e.g. key=%s",
                       node.name, exc.code, exc.message, len(keys), keys[0])
             self._failed(keys, f"comet {node.name} PushPrivates: error {exc.code} {exc.message}", node.name, src,
                          message, expire)
-            return list(keys), {}
+            return (list(keys), 0, {}), True
         if not failed:
-            return [], outcomes
+            return ([], online, outcomes), True
         asked = set(keys)
-        return [key for key in failed if key in asked], outcomes
+        return ([key for key in failed if key in asked], online, outcomes), True
+
+
+@dataclass(frozen=True, slots=True)
+class MultiPushResult:
+    """What a multi-key push did: the failed keys (in the order given), connections written to, outcomes."""
+
+    failed: list[str]
+    online: int
+    outcomes: dict[str, str]
+    nodes: int   # comets called
 
 
 class DelPrivateEndpoint(AdminEndpoint):

@@ -23,10 +23,12 @@ from prometheus_client.registry import CollectorRegistry
 from tornado import httputil
 
 from web.admin import DelPrivateEndpoint, PushMultiEndpoint, PushPrivateEndpoint, token_matches
+from web.broadcast import PushAllEndpoint
 from web.cluster import ClusterView
 from web.cluster_endpoint import ClusterEndpoint
 from thirdparty.rate_limit import RequestLimiter, parse_networks
 from web.config import LimitsConfig, WebConfig
+from web.directory_endpoints import targeting_endpoints
 from web.handlers import (LEGACY, SUPPORTED_METHODS, V1, ApiRequest, Endpoint, MsgEndpoint, Reply, ServerEndpoint,
                           TimeEndpoint, check_request_callback)
 from web.metrics import MetricsEndpoint
@@ -235,6 +237,8 @@ def make_admin_app(view: ClusterView, config: WebConfig, tracer: WebTracer | Non
         (("/key/trace",), KeyTraceEndpoint(view, config.limits)),
     ):
         endpoints.update((path, endpoint) for path in paths)
+    endpoints["/push/all"] = PushAllEndpoint(view, config.limits, config.rpc.comet_timeout)  # broadcast
+    endpoints.update(targeting_endpoints(view, config, tracer))   # tags and aliases: /push/tags, /key/info, ...
     endpoints["/stat"] = StatEndpoint(view, config.limits, stats)
     endpoints["/cluster"] = ClusterEndpoint(view, config.limits)
     endpoints.update(static_endpoints(view, config.limits, admin=True))   # /console/: the admin console page

@@ -105,7 +105,8 @@ class LimitsConfig:
 
     max_body_bytes: int = 64 * 1024      # largest admin body (a message, or an mprivate document)
     max_key_bytes: int = 128             # longest subscriber key, UTF-8 bytes
-    max_keys_per_push: int = 1000        # most keys in one /push/mprivate
+    max_keys_per_push: int = 1000        # most keys in one /push/mprivate (and per comet call of /push/tags)
+    max_tag_keys: int = 100_000          # most keys one /push/tags may resolve to (more: refused, nothing pushed)
     max_expire: int = 30 * 24 * 3600     # longest message lifetime, seconds
     idle_timeout: float = 60.0           # seconds an idle keep-alive connection is kept open
     body_timeout: float = 30.0           # seconds allowed to receive one request body
@@ -122,7 +123,7 @@ class LimitsConfig:
         return 2 * self.max_body_bytes
 
     def check(self) -> None:
-        for name in ("max_body_bytes", "max_key_bytes", "max_keys_per_push", "max_expire"):
+        for name in ("max_body_bytes", "max_key_bytes", "max_keys_per_push", "max_tag_keys", "max_expire"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"limits.{name} must be >= 1")
         if self.idle_timeout <= 0 or self.body_timeout <= 0:

@@ -16,6 +16,7 @@ admin endpoints are in web.admin.
 """
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -44,6 +45,7 @@ Reply = bytes | None  # the JSON text of the envelope's "data", or None for an e
 SERVER_HEADER = f"TornadoServer/{tornado.version}"
 _OK_LINE = httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
 SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")  # what tornado answers 405 to
+PUBLIC = "(public)"  # what the log shows in place of a key for a public (broadcast) message
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +173,10 @@ class ApiRequest(httputil.HTTPMessageDelegate):
 
     # --- answering ----------------------------------------------------------------------------------------
 
-    def reply(self, ret: Ret, data: Reply = None, callback: str | None = None) -> None:
-        """Answer with the envelope (JSONP when ``callback`` is given), HTTP 200."""
+    def reply(self, ret: Ret, data: Reply = None, callback: str | None = None, msg: str | None = None) -> None:
+        """Answer with the envelope (JSONP when ``callback`` is given), HTTP 200; ``msg`` replaces the ret's text."""
         self.ret = ret
-        body, content_type = envelope(ret, data, callback)
+        body, content_type = envelope(ret, data, callback, msg)
         self._write(_OK_LINE, content_type, body)
 
     def fail(self, exc: RetError, callback: str | None = None) -> None:
@@ -185,7 +187,7 @@ class ApiRequest(httputil.HTTPMessageDelegate):
             log.warning("%s: %s", self.path, exc.reason)
         else:
             log.info("%s: %s", self.path, exc.reason)
-        self.reply(exc.ret, None, callback)
+        self.reply(exc.ret, None, callback, exc.msg)
 
     def reply_http_error(self, status: int, msg: str, headers: dict[str, str] | None = None) -> None:
         """An HTTP-level refusal (404, 405, 401, 429, 500): that status and a plain-JSON envelope."""
@@ -259,7 +261,10 @@ class ServerEndpoint(Endpoint):
 
 
 class MsgEndpoint(Endpoint):
-    """/msg/get (legacy: each message a JSON string, plus "pmsgs") and /1/msg/get (raw message JSON)."""
+    """/msg/get (legacy: each message a JSON string, plus "pmsgs") and /1/msg/get (raw message JSON).
+
+    With ``pmid`` (legacy) / ``p`` (v1), the public (broadcast, gid 1) messages after it come in ``pmsgs`` too, asked
+    of the message node at the same time as the key's; without it the fetch is the key's alone, as before."""
 
     jsonp = True
     on_fetch: Callable[[str, int, list[int], str], None] | None = None  # (key, mid, mids sent, src): web/tracing.py
@@ -268,11 +273,16 @@ class MsgEndpoint(Endpoint):
                  legacy: bool = True) -> None:
         super().__init__(view, limits, names)
         self.legacy = legacy
+        self.pmid_name = "pmid" if legacy else "p"   # the last public mid the client has (absent: no public part)
 
     def serve(self, request: ApiRequest) -> Awaitable[Reply]:
         names = self.names
         key = parse_key(request.arg(names.key), self.limits.max_key_bytes, names.key)
         mid = parse_mid(request.arg(names.mid), names.mid)
+        pmid = request.arg(self.pmid_name)
+        if pmid:
+            return self._fetch_with_public(key, mid, parse_mid(pmid, self.pmid_name),
+                                           request.remote_ip if self.on_fetch is not None else "")
         return self._fetch(key, mid, request.remote_ip if self.on_fetch is not None else "")
 
     async def _fetch(self, key: str, mid: int, src: str = "") -> Reply:
@@ -300,10 +310,52 @@ class MsgEndpoint(Endpoint):
         inner = b'{"msg":%b,"mid":%d,"gid":0}' % (b"null" if text is None else json_string(text), msg_id)
         return json_string(inner.decode("utf-8"))
 
+    async def _fetch_with_public(self, key: str, mid: int, pmid: int, src: str) -> Reply:
+        """The key's messages after ``mid`` and the public ones after ``pmid``, both asked at once; ``pmsgs`` (and
+        ``ptrimmed``) beside the usual fields. No data only when both are empty and nothing was trimmed."""
+        client = self.view.message_client()
+        private, public = await asyncio.gather(
+            rpc_call(f"key={key}: message GetPrivate", client.get_private(key, mid)),
+            rpc_call(f"key={key} pmid={pmid}: message GetPublic", client.get_public(pmid)),
+            return_exceptions=True)
+        if isinstance(private, BaseException):
+            raise private
+        if isinstance(public, BaseException):
+            raise public
+        if self.on_fetch is not None and private.msgs:
+            self.on_fetch(key, mid, [msg_id for msg_id, _ in private.msgs], src)
+        if not (private.msgs or private.trimmed or public.msgs or public.trimmed):
+            return None
+        item, public_item = (self._legacy_item, _legacy_public_item) if self.legacy else (_item, _public_item)
+        parts = [b'{"msgs":[', b",".join([item(key, msg_id, msg) for msg_id, msg in private.msgs]),
+                 b'],"pmsgs":[', b",".join([public_item(msg_id, msg) for msg_id, msg in public.msgs]), b"]"]
+        if private.trimmed:
+            parts.append(b',"trimmed":true')
+            log.info("key=%s mid=%d: older messages were trimmed before this fetch", key, mid)
+        if public.trimmed:
+            parts.append(b',"ptrimmed":true')
+            log.info("key=%s pmid=%d: older public messages were trimmed before this fetch", key, pmid)
+        parts.append(b"}")
+        return b"".join(parts)
+
 
 def _item(key: str, msg_id: int, msg: bytes) -> bytes:
     """``{"msg": <message JSON verbatim>, "mid": N, "gid": 0}``."""
     return b'{"msg":%b,"mid":%d,"gid":0}' % (msg if _message_text(key, msg_id, msg) is not None else b"null", msg_id)
+
+
+def _public_item(msg_id: int, msg: bytes) -> bytes:
+    """A public message: ``{"msg": <message JSON verbatim>, "mid": N, "gid": 1}``."""
+    return b'{"msg":%b,"mid":%d,"gid":1}' % (msg if _message_text(PUBLIC, msg_id, msg) is not None else b"null",
+                                              msg_id)
+
+
+def _legacy_public_item(msg_id: int, msg: bytes) -> bytes:
+    """A public message in the legacy form: a JSON string holding ``{"msg": "<message JSON as a string>", "mid": N,
+    "gid": 1}``."""
+    text = _message_text(PUBLIC, msg_id, msg)
+    inner = b'{"msg":%b,"mid":%d,"gid":1}' % (b"null" if text is None else json_string(text), msg_id)
+    return json_string(inner.decode("utf-8"))
 
 
 def _message_text(key: str, msg_id: int, msg: bytes) -> str | None:

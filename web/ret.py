@@ -48,13 +48,15 @@ RET_MSG: dict[Ret, str] = {
 
 
 class RetError(Exception):
-    """A request that ends with a non-zero ret; ``reason`` is for the log, never sent to the client."""
+    """A request that ends with a non-zero ret; ``reason`` is for the log, never sent to the client. ``msg``, when
+    given, replaces the ret's standard text in the envelope (the admin endpoints that say what is wrong)."""
 
     ret: ClassVar[Ret] = Ret.INTERNAL
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, msg: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.msg = msg
 
 
 class ParamError(RetError):

@@ -232,11 +232,11 @@ async def test_mprivate_answers_an_outcome_per_key(traced, clients, transport):
     acker, _ = await clients.open(transport, traced, "lee")
     quiet, _ = await clients.open(transport, traced, "max")
     receiver = asyncio.ensure_future(acking(acker))
-    failed, outcomes = await traced.rpc.push_privates_meta(["lee", "max", "ned"], b"1", 600,
-                                                          {"wait": "acked", "timeout": 0.5}, timeout=5)
+    failed, online, outcomes = await traced.rpc.push_privates_counted(["lee", "max", "ned"], b"1", 600,
+                                                                     {"wait": "acked", "timeout": 0.5}, timeout=5)
     await receiver
     await quiet.recv_frame()
-    assert failed == [] and outcomes == {"lee": "acked", "max": "timeout", "ned": "offline"}
+    assert failed == [] and online == 2 and outcomes == {"lee": "acked", "max": "timeout", "ned": "offline"}
 
 
 async def test_waiting_pushes_are_bounded(start_node, clients, transport):

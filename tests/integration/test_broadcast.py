@@ -1,0 +1,290 @@
+"""Broadcast end to end: POST /push/all on a web node -> message node (real Redis) -> two comets -> many real TCP and
+WebSocket connections, and the public fetch of a client that was offline (/1/msg/get?p=, /msg/get?pmid=).
+
+The comets are real processes (``python -m comet``, static mode, one ring of node1 and node2) so that one can be
+SIGKILLed; the message node and the web node run in the test's loop. The subscribers are raw TCP sockets and
+``websockets`` clients spread over many keys and both comets, new (1.0) and old wire forms alike.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import httpx
+import pytest
+import websockets
+
+from message import config as message_config
+from message.node import MessageNode
+from tests.helpers import free_port
+from tests.integration.conftest import sub_command
+from tests.processes import RoleProcess, tracebacks
+from web import config as web_config
+from web.node import WebNode
+
+pytestmark = [pytest.mark.redis, pytest.mark.integration]
+
+COMETS = ("node1", "node2")
+CONNECT_AT_ONCE = 100   # subscribes in flight at once
+READ_DEADLINE = 30.0    # seconds a connection may wait for its next frame (an upper bound, not a timing)
+
+
+class Sub:
+    """One subscribed client connection (TCP or WebSocket) of ``key`` on comet ``comet``."""
+
+    def __init__(self, key: str, comet: str, old: bool) -> None:
+        self.key, self.comet, self.old = key, comet, old
+
+    async def frame(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def message(self) -> tuple[int, int, Any]:
+        """The next message's (mid, gid, decoded message): the old form carries the message as a JSON string."""
+        item = await asyncio.wait_for(self.frame(), READ_DEADLINE)
+        msg = json.loads(item["msg"]) if self.old else item["msg"]
+        assert isinstance(item["msg"], str) == self.old, item
+        return item["mid"], item["gid"], msg
+
+
+class TcpSub(Sub):
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def open(self, host: str, port: int) -> TcpSub:
+        self.reader, self.writer = await asyncio.open_connection(host, port)
+        self.writer.write(sub_command(self.key, version=None if self.old else "1.0"))
+        assert await asyncio.wait_for(self.reader.readline(), READ_DEADLINE) == b"+h\r\n"
+        return self
+
+    async def frame(self) -> dict[str, Any]:
+        head = await self.reader.readline()
+        assert head.startswith(b"$") and head.endswith(b"\r\n"), head
+        body = await self.reader.readexactly(int(head[1:-2]) + 2)
+        frame: dict[str, Any] = json.loads(body[:-2])
+        return frame
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except OSError:   # the comet was killed: the connection is already gone
+            pass
+
+
+class WsSub(Sub):
+    conn: Any
+
+    async def open(self, url: str) -> WsSub:
+        query = f"key={self.key}&heartbeat=30" + ("" if self.old else "&ver=1.0")
+        self.conn = await websockets.connect(f"{url}/sub?{query}")
+        assert await asyncio.wait_for(self.conn.recv(), READ_DEADLINE) == "+h\r\n"
+        return self
+
+    async def frame(self) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(await self.conn.recv())
+        return frame
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+@dataclass
+class Stack:
+    web: WebNode
+    http: httpx.AsyncClient
+    public: str
+    admin: str
+    comets: dict[str, RoleProcess]
+    tcp: dict[str, tuple[str, int]]
+    ws: dict[str, str]
+
+    def comet_of(self, key: str) -> str:
+        assert self.web.view is not None
+        node = self.web.view.pick(key)
+        assert node is not None
+        return node.name
+
+    async def broadcast(self, body: Any, expire: int = 600) -> dict[str, Any]:
+        reply = await self.http.post(f"{self.admin}/push/all", params={"expire": expire}, content=json.dumps(body))
+        assert reply.status_code == 200, reply.text
+        result: dict[str, Any] = reply.json()
+        assert result["ret"] == 0, result
+        data: dict[str, Any] = result["data"]
+        return data
+
+    async def get(self, path: str, **params: Any) -> dict[str, Any]:
+        reply = await self.http.get(f"{self.public}{path}", params=params)
+        assert reply.status_code == 200, reply.text
+        result: dict[str, Any] = reply.json()
+        return result
+
+    async def subscribe(self, tcp: int, ws: int, keys: int, prefix: str = "user") -> list[Sub]:
+        """``tcp`` + ``ws`` connections over ``keys`` keys (each key on the comet the ring gives it), half of each
+        kind in the old wire form."""
+        gate = asyncio.Semaphore(CONNECT_AT_ONCE)
+
+        async def one(n: int) -> Sub:
+            key = f"{prefix}{n // 4 % keys}"   # a key's connections: TCP and WebSocket, new and old form
+            comet, old = self.comet_of(key), n % 4 >= 2
+            async with gate:
+                if n % 2 == 0:
+                    return await TcpSub(key, comet, old).open(*self.tcp[comet])
+                return await WsSub(key, comet, old).open(self.ws[comet])
+
+        # even n are TCP, odd n WebSocket; n % 4 >= 2 the old wire form
+        assert tcp == ws, "this helper alternates the two kinds"
+        return list(await asyncio.gather(*(one(n) for n in range(tcp + ws))))
+
+
+async def listening(port: int, deadline: float = 20.0) -> None:
+    """Wait (without blocking the loop) until something accepts connections on 127.0.0.1:port."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            assert loop.time() < end, f"nothing listens on {port}"
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
+@pytest.fixture
+async def stack(redis_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    msg_rpc = f"127.0.0.1:{free_port()}"
+    message = MessageNode(message_config.load(None, {"rpc": {"bind": msg_rpc},
+                                                     "storage": {"backend": "redis", "redis": {"r1": redis_url}}}))
+    await message.start()
+    comets: dict[str, RoleProcess] = {}
+    ports: dict[str, dict[str, int]] = {}
+    web: WebNode | None = None
+    try:
+        for name in COMETS:
+            ports[name] = {kind: free_port() for kind in ("tcp", "ws", "rpc")}
+            comets[name] = RoleProcess("comet", name, {
+                "node": {"name": name},
+                "bind": {"tcp": [f"127.0.0.1:{ports[name]['tcp']}"], "ws": [f"127.0.0.1:{ports[name]['ws']}"],
+                         "rpc": f"127.0.0.1:{ports[name]['rpc']}", "stat": ""},
+                "ring": {"nodes": {comet: 1 for comet in COMETS}},
+                "message": {"rpc": msg_rpc}}, tmp_path)
+            comets[name].start()
+        for name in COMETS:
+            for port in ports[name].values():
+                await listening(port)
+        public, admin = free_port(), free_port()
+        web = WebNode(web_config.load(None, {
+            "public": {"bind": [f"127.0.0.1:{public}"]}, "admin": {"bind": [f"127.0.0.1:{admin}"]},
+            "rpc": {"comet_timeout": 2.0}, "message": {"rpc": msg_rpc},
+            "comets": {name: {"rpc": [f"127.0.0.1:{ports[name]['rpc']}"], "tcp": [f"127.0.0.1:{ports[name]['tcp']}"],
+                              "ws": [f"127.0.0.1:{ports[name]['ws']}"]} for name in COMETS}}))
+        await web.start()
+        async with httpx.AsyncClient(timeout=15) as http:
+            yield Stack(web=web, http=http, public=f"http://127.0.0.1:{public}", admin=f"http://127.0.0.1:{admin}",
+                        comets=comets, tcp={name: ("127.0.0.1", ports[name]["tcp"]) for name in COMETS},
+                        ws={name: f"ws://127.0.0.1:{ports[name]['ws']}" for name in COMETS})
+        assert not tracebacks(list(comets.values())), "a comet logged a traceback"
+    finally:
+        if web is not None:
+            await web.stop()
+        for process in comets.values():
+            process.close()
+        await message.stop()
+
+
+async def close_all(subs: list[Sub]) -> None:
+    await asyncio.gather(*(sub.close() for sub in subs))
+
+
+async def received(subs: list[Sub], count: int) -> list[list[tuple[int, int, Any]]]:
+    """The next ``count`` messages of every connection."""
+    async def read(sub: Sub) -> list[tuple[int, int, Any]]:
+        return [await sub.message() for _ in range(count)]
+    return list(await asyncio.gather(*(read(sub) for sub in subs)))
+
+
+async def test_every_connection_gets_each_broadcast_exactly_once_in_mid_order(stack: Stack) -> None:
+    subs = await stack.subscribe(tcp=600, ws=600, keys=300)
+    try:
+        assert {sub.comet for sub in subs} == set(COMETS)
+        first = await stack.broadcast({"n": 0, "text": "héllo"})
+        assert first["online"] == len(subs) and first["fc"] == []
+        middle = await asyncio.gather(*(stack.broadcast({"n": n}) for n in (1, 2, 3)))   # one web node: in turn
+        last = await stack.broadcast({"n": 4}, expire=0)   # the marker: nothing was delivered twice before it
+        sent = sorted([(first["mid"], {"n": 0, "text": "héllo"}), *((r["mid"], {"n": n}) for n, r in
+                                                                    zip((1, 2, 3), middle)), (last["mid"], {"n": 4})])
+        assert len({mid for mid, _ in sent}) == 5 and sent[0][0] == first["mid"] and sent[-1][0] == last["mid"]
+        expected = [(mid, 1, body) for mid, body in sent]
+        for sub, got in zip(subs, await received(subs, 5)):
+            assert got == expected, (sub.key, sub.comet, type(sub).__name__, sub.old)
+    finally:
+        await close_all(subs)
+
+
+async def test_an_offline_client_fetches_stored_broadcasts_by_public_mid(stack: Stack) -> None:
+    before = (await stack.get("/1/time/get"))["data"]["timeid"]
+    first = await stack.broadcast({"news": 1})
+    second = await stack.broadcast({"news": 2})
+    assert first["online"] == second["online"] == 0 and first["mid"] > before and second["mid"] > first["mid"]
+
+    v1 = (await stack.get("/1/msg/get", k="offline", m=0, p=before))["data"]
+    assert v1 == {"msgs": [], "pmsgs": [{"msg": {"news": 1}, "mid": first["mid"], "gid": 1},
+                                        {"msg": {"news": 2}, "mid": second["mid"], "gid": 1}]}
+    assert (await stack.get("/1/msg/get", k="offline", m=0, p=first["mid"]))["data"]["pmsgs"] == [
+        {"msg": {"news": 2}, "mid": second["mid"], "gid": 1}]
+    assert await stack.get("/1/msg/get", k="offline", m=0, p=second["mid"]) == {"ret": 0, "msg": "ok"}
+    assert "pmsgs" not in (await stack.get("/1/msg/get", k="offline", m=0)).get("data", {})
+
+    legacy = (await stack.get("/msg/get", key="offline", mid=0, pmid=before))["data"]
+    assert legacy["msgs"] == []
+    assert [json.loads(item) for item in legacy["pmsgs"]] == [
+        {"msg": '{"news": 1}', "mid": first["mid"], "gid": 1}, {"msg": '{"news": 2}', "mid": second["mid"], "gid": 1}]
+
+
+async def test_a_private_and_a_public_fetch_come_back_together(stack: Stack) -> None:
+    before = (await stack.get("/1/time/get"))["data"]["timeid"]
+    private = (await stack.http.post(f"{stack.admin}/push/private", params={"key": "both", "expire": 600},
+                                     content=b'{"mine":1}')).json()["data"]
+    public = await stack.broadcast({"all": 1})
+    data = (await stack.get("/1/msg/get", k="both", m=0, p=before))["data"]
+    assert data == {"msgs": [{"msg": {"mine": 1}, "mid": private["mid"], "gid": 0}],
+                    "pmsgs": [{"msg": {"all": 1}, "mid": public["mid"], "gid": 1}]}
+
+
+async def test_expire_zero_is_delivered_but_not_fetchable(stack: Stack) -> None:
+    subs = await stack.subscribe(tcp=20, ws=20, keys=10, prefix="live")
+    try:
+        before = (await stack.get("/1/time/get"))["data"]["timeid"]
+        reply = await stack.broadcast({"live": True}, expire=0)
+        assert reply["online"] == len(subs)
+        for got in await received(subs, 1):
+            assert got == [(reply["mid"], 1, {"live": True})]
+        assert await stack.get("/1/msg/get", k="late", m=0, p=before) == {"ret": 0, "msg": "ok"}
+        assert (await stack.broadcast({"stored": True}))["mid"] > reply["mid"], "the next public mid is above it"
+    finally:
+        await close_all(subs)
+
+
+async def test_a_killed_comet_is_named_in_fc_and_the_other_comets_clients_get_it(stack: Stack) -> None:
+    subs = await stack.subscribe(tcp=100, ws=100, keys=60, prefix="k")
+    try:
+        assert {sub.comet for sub in subs} == set(COMETS)
+        stack.comets["node2"].kill()
+        reply = await stack.broadcast({"after": "kill"})
+        assert reply["fc"] == ["node2"]
+        survivors = [sub for sub in subs if sub.comet == "node1"]
+        assert survivors and reply["online"] == len(survivors)
+        for got in await received(survivors, 1):
+            assert got == [(reply["mid"], 1, {"after": "kill"})]
+        fetched = (await stack.get("/1/msg/get", k="k0", m=0, p=reply["mid"] - 1))["data"]["pmsgs"]
+        assert fetched == [{"msg": {"after": "kill"}, "mid": reply["mid"], "gid": 1}], "node2's clients can fetch it"
+    finally:
+        await close_all(subs)
