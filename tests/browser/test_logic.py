@@ -1,6 +1,7 @@
 """The pure logic of web/static/pushcluster.js, run in Chromium with page.evaluate (no Node test runner):
-exact 64-bit mids read from JSON text, frame and fetch parsing (new and legacy forms), dedupe, the merge of
-fetched and live messages, backoff, and option checks."""
+exact 64-bit mids read from JSON text, frame and fetch parsing (new and legacy forms, private and public lists),
+dedupe, late public mids, the public lookback, when to ack, the merge of fetched and live messages, backoff, and
+option checks."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -82,17 +83,72 @@ async def test_fetch_replies_current_and_legacy(js: Any) -> None:
     reply = ('{"ret":0,"msg":"ok","data":{"msgs":[{"msg":{"a":1},"mid":17005481234567891,"gid":0},'
              '{"msg":null,"mid":17005481234567893,"gid":0}],"trimmed":true}}')
     page = await js("return L.parseFetchReply('k', arg)", reply)
-    assert page == {"trimmed": True, "messages": [
+    assert page == {"trimmed": True, "publicMessages": [], "publicTrimmed": False, "messages": [
         {"key": "k", "mid": BIG, "gid": 0, "value": {"a": 1}, "source": "fetch"},
         {"key": "k", "mid": "17005481234567893", "gid": 0, "value": None, "source": "fetch"}]}
-    assert await js("return L.parseFetchReply('k', arg)", '{"ret":0,"msg":"ok"}') == {"messages": [],
-                                                                                       "trimmed": False}
+    assert await js("return L.parseFetchReply('k', arg)", '{"ret":0,"msg":"ok"}') == {
+        "messages": [], "trimmed": False, "publicMessages": [], "publicTrimmed": False}
     assert await js("try { L.parseFetchReply('k', arg); } catch (e) { return e.ret; }",
                     '{"ret":65534,"msg":"param error"}') == 65534
     legacy = await js("return L.parseLegacyFetch('k', {ret: 0, msg: 'ok', data: {msgs: [arg], pmsgs: []}})",
                       '{"msg":"{\\"a\\":1}","mid":' + BIG + ',"gid":0}')
-    assert legacy == {"trimmed": False, "messages": [
+    assert legacy == {"trimmed": False, "publicMessages": [], "publicTrimmed": False, "messages": [
         {"key": "k", "mid": BIG, "gid": 0, "value": {"a": 1}, "source": "fetch"}]}
+
+
+async def test_fetch_replies_with_public_messages(js: Any) -> None:
+    """pmsgs (gid 1) and msgs are told apart by their list, whichever comes first; each keeps its exact mids."""
+    reply = ('{"ret":0,"msg":"ok","data":{"pmsgs":[{"msg":{"mid":1,"all":true},"mid":17005481234567897,"gid":1}],'
+             '"msgs":[{"msg":[{"mid":2}],"mid":' + BIG + ',"gid":0}],"ptrimmed":true}}')
+    page = await js("return L.parseFetchReply('k', arg)", reply)
+    assert page == {
+        "messages": [{"key": "k", "mid": BIG, "gid": 0, "value": [{"mid": 2}], "source": "fetch"}], "trimmed": False,
+        "publicMessages": [{"key": "k", "mid": "17005481234567897", "gid": 1, "value": {"mid": 1, "all": True},
+                            "source": "fetch"}], "publicTrimmed": True}
+    assert await js("return L.midTexts(arg, 4, 'pmsgs').concat(L.midTexts(arg, 4, 'msgs'))", reply) == [
+        "17005481234567897", BIG]
+    legacy = await js("return L.parseLegacyFetch('k', {ret: 0, msg: 'ok', data: {msgs: [], pmsgs: [arg]}})",
+                      '{"msg":"{\\"b\\":2}","mid":17005481234567899,"gid":1}')
+    assert legacy == {"messages": [], "trimmed": False, "publicTrimmed": False, "publicMessages": [
+        {"key": "k", "mid": "17005481234567899", "gid": 1, "value": {"b": 2}, "source": "fetch"}]}
+
+
+async def test_public_lookback_is_exact_beyond_2_to_the_53(js: Any) -> None:
+    mids = [BIG, "17005481200000000", "100000000", "100000001", "99999999", "0", "9223372036854775807"]
+    assert await js("return arg.map(L.lookback)", mids) == [
+        str(int(mid) - 10 ** 8) if int(mid) > 10 ** 8 else "0" for mid in mids]
+
+
+async def test_public_window_accepts_late_mids_once(js: Any) -> None:
+    """A broadcast below the newest is handed out when unseen; each public mid at most once; mids at or below the
+    start position count as seen."""
+    result = await js("""const w = new L.PublicWindow("17005481234567000"), out = [];
+        for (const mid of ["17005481234567005", "17005481234567003", "17005481234567005", "17005481234567003",
+                           "17005481234567000", "17005481234566999", "17005481234567004", "17005481234567010"])
+            out.push(w.accept(mid));
+        return [out, w.newest, w.fetchFrom()]""")
+    assert result == [[True, True, False, False, False, False, True, True], "17005481234567010", "17005481234567000"]
+    far = await js("""const w = new L.PublicWindow("0"); w.accept(arg); return w.fetchFrom()""", BIG)
+    assert far == str(int(BIG) - 10 ** 8)   # 10 s before the newest
+
+
+async def test_public_window_forgets_the_oldest_and_raises_its_floor(js: Any) -> None:
+    """With room for 3 mids, the 4th handed out pushes the oldest out: it and anything below it count as seen from
+    then on (never handed out twice), while unseen mids above it still pass."""
+    result = await js("""const w = new L.PublicWindow("0", 3), out = [];
+        for (const mid of ["20", "10", "30", "40", "10", "15", "20", "25", "20"]) out.push(w.accept(mid));
+        return [out, w.floor, w.newest, Array.from(w.seen)]""")
+    assert result == [[True, True, True, True, False, False, False, True, False], "20", "40", ["30", "40", "25"]]
+
+
+async def test_ack_tracker_acks_once_taken_and_written_to_the_connection(js: Any) -> None:
+    result = await js("""const t = new L.AckTracker(2);
+        return [t.arrived("5"), t.taken("5", false),     // live copy first (held during the catch-up), then taken
+                t.taken("6", true),                      // taken from this connection
+                t.taken("7", false), t.arrived("7"),     // fetched and taken first, the live copy after
+                t.taken("8", false), t.arrived("9"),     // fetched only (pushed before the subscribe); live only
+                t.taken("3", false), t.taken("4", false), t.arrived("8")]  /* 8 forgotten past the limit */""")
+    assert result == [False, True, True, False, True, False, False, False, False, False]
 
 
 async def test_cursor_drops_duplicates_and_older_mids_per_gid(js: Any) -> None:
@@ -140,3 +196,16 @@ async def test_subscriber_options_are_checked(js: Any) -> None:
     assert results[:-1] == ["TypeError", "TypeError", "RangeError", "RangeError", "RangeError", "TypeError",
                             "RangeError"]
     assert results[-1] == ["new", "jsonp", "0", False]   # another origin than the page's: JSONP
+
+
+async def test_subscriber_public_and_ack_options(js: Any) -> None:
+    results = await js("""return [{}, {lastPmid: arg}, {lastPmid: BigInt(arg), ack: false}, {lastPmid: null},
+        {lastPmid: "x"}, {lastPmid: 2 ** 60}].map((o) => {
+            try {
+                const s = new PushCluster.Subscriber(Object.assign({key: "a", webUrl: "http://127.0.0.1:1"}, o));
+                return [s.lastPmid, s.ack, s._fetchPublic, s.positions];
+            }
+            catch (e) { return e.name; } })""", BIG)
+    assert results == [["0", True, True, {"0": "0", "1": "0"}], [BIG, True, True, {"0": "0", "1": BIG}],
+                       [BIG, False, True, {"0": "0", "1": BIG}], [None, True, False, {"0": "0", "1": "0"}],
+                       "RangeError", "RangeError"]

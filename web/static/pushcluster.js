@@ -2,24 +2,35 @@
  *
  *   <script src="/static/pushcluster.js"></script>
  *   const sub = new PushCluster.Subscriber({key: "alice", lastMid: localStorage.lastMid || "0",
- *     onMessage(m) { show(m.value); localStorage.lastMid = m.mid; }}).start();
- *   ...  sub.close();
+ *     lastPmid: localStorage.lastPmid || "0",
+ *     onMessage(m) { show(m.value); localStorage.lastMid = sub.lastMid; localStorage.lastPmid = sub.lastPmid; }});
+ *   sub.start();  ...  sub.close();
  *
  * The life cycle is the Python SDK's (comet/subscriber.py). It repeats until close() or a fatal error:
  * 1. GET {webUrl}/1/server/get?k=KEY&p=1 gives the key's comet as "host:port".
  * 2. WebSocket ws[s]://host:port/sub?key=KEY&heartbeat=S[&token=T]&ver=1.0. The first frame is "+h\r\n"
  *    (subscribed) or "-p"/"-a"/"-c"/"-n" (refused, then closed).
- * 3. Catch up: GET /1/msg/get?k=KEY&m=LAST, repeated from the last fetched mid until a reply is empty. Live
- *    messages that arrive meanwhile are held and merged in mid order. A reply with "trimmed" calls onGap.
+ * 3. Catch up: GET /1/msg/get?k=KEY&m=LAST&p=LAST_PUBLIC, repeated from the last fetched mid and pmid until both
+ *    lists of a reply are empty. Live messages that arrive meanwhile are held and merged in mid order. A reply
+ *    with "trimmed" (private) or "ptrimmed" (public) calls onGap with gid 0 or 1.
  * 4. Live: a frame "h" every `heartbeat` s. No "+h" within `heartbeatTimeout` s means a dead connection.
+ * 5. Acks: once onMessage has returned (or the promise it returned has resolved) for a private message that this
+ *    connection received, the client sends "a<mid>" (option ack, default true; docs/protocol.md). Public messages
+ *    (gid 1), and fetched ones the comet never wrote to this connection, are not acked.
  * A dropped connection, "-n", "-c", or a web node or comet that cannot be reached leads to a new attempt after
  * a jittered exponential backoff (reset once caught up). Fatal (state "failed", sub.error is a SubscribeFailed):
  * "-p" or ret 65534 (key refused); "-a" (token refused) unless tokenProvider gives a new token; or
  * reconnect.maxAttempts failures in a row.
  *
  * Mids are 64-bit and go past what a JavaScript Number holds exactly (2^53). So they are read from the JSON text
- * itself and handed out as decimal strings; never compare them as Numbers. Each message is handed out once, in
- * mid order: a mid at or below the last one handed out (per gid) is a duplicate and is dropped.
+ * itself and handed out as decimal strings; never compare them as Numbers. Each message is handed out once.
+ * Private messages (gid 0) go out in mid order: a mid at or below the last one handed out is dropped. Public
+ * messages (gid 1, broadcasts) have their own mids; two web nodes broadcasting at once can reach a comet in either
+ * order, so a public mid below the newest is still handed out when it was not seen: the client remembers the last
+ * 1024 public mids it handed out, and each catch-up asks from 10 s (10^8 mid units) before the newest one.
+ * lastPmid (option and getter) is the newest public mid handed out: "0" fetches every stored public message, null
+ * none (live broadcasts are still handed out). After a restart from lastPmid, public mids at or below it count as
+ * seen.
  *
  * HTTP: fetch() when webUrl is the page's own origin (the page is served by the web node). For another origin
  * it uses JSONP, because the web node sends no CORS headers (neither did gopush-cluster): /1/server/get?cb=,
@@ -34,6 +45,9 @@
   const MID_MAX = "9223372036854775807";
   const MAX_TOKEN_REFUSALS = 3;  // consecutive "-a" replies, each with a fresh token, before giving up
   const RET_PARAM = 65534;
+  const GID_PUBLIC = 1;
+  const PUBLIC_LOOKBACK_DIGITS = 8;  // a catch-up asks public messages from 10^8 mid units (10 s) before the newest
+  const REMEMBERED = 1024;           // public mids remembered as seen; also the bound of an AckTracker's sets
   const jsonpCallbacks = {};
   let jsonpSeq = 0;
 
@@ -58,9 +72,10 @@
   const STRING = /"[^"\\]*(?:\\[\s\S][^"\\]*)*"/y, NUMBER = /-?[0-9][0-9.eE+-]*/y, COLON = /\s*:/y;
 
   /** Returns the text of every number under the key "mid" at nesting `depth` (1 = in the root object), in
-   *  document order. `text` is valid JSON: JSON.parse has read it already. */
-  function midTexts(text, depth) {
-    const found = [];
+   *  document order; with `list`, only those in an array that is the value of the key `list` (at depth - 1).
+   *  `text` is valid JSON: JSON.parse has read it already. */
+  function midTexts(text, depth, list) {
+    const found = [], opener = [];  // opener[level]: the key before the container that opened that level
     let level = 0, key = "";
     for (let i = 0; i < text.length; i++) {
       const c = text[i];
@@ -71,13 +86,16 @@
         if (COLON.test(text)) key = text.slice(i + 1, STRING.lastIndex - 1);
         i = STRING.lastIndex - 1;
       } else if (c === "{" || c === "[") {
-        level++;
+        opener[++level] = key;
+        key = "";
       } else if (c === "}" || c === "]") {
         level--;
       } else if (c === "-" || (c >= "0" && c <= "9")) {
         NUMBER.lastIndex = i;
         NUMBER.test(text);
-        if (level === depth && key === "mid") found.push(text.slice(i, NUMBER.lastIndex));
+        if (level === depth && key === "mid" && (!list || opener[depth - 1] === list)) {
+          found.push(text.slice(i, NUMBER.lastIndex));
+        }
         i = NUMBER.lastIndex - 1;
       }
     }
@@ -119,20 +137,41 @@
     throw error;
   }
 
-  /** Parses a /1/msg/get reply, given as text: {messages, trimmed}. Items sit at depth 4: {data: {msgs: [{}]}}. */
+  /** A fetch reply's page: {messages, trimmed, publicMessages, publicTrimmed}. Items of "pmsgs" are public (gid 1). */
+  function fetchPage(data, read) {
+    const publics = read(data.pmsgs || [], "pmsgs");
+    for (const m of publics) m.gid = GID_PUBLIC;
+    return {messages: read(data.msgs || [], "msgs"), trimmed: !!data.trimmed, publicMessages: publics,
+            publicTrimmed: !!data.ptrimmed};
+  }
+
+  /** Parses a /1/msg/get reply, given as text. Items sit at depth 4: {data: {msgs: [{}], pmsgs: [{}]}}. */
   function parseFetchReply(key, text) {
-    const data = envelopeData(JSON.parse(text)), items = data.msgs || [], mids = midTexts(text, 4);
-    if (mids.length !== items.length) throw new SyntaxError("pushcluster: msg/get reply without mids");
-    return {messages: items.map((item, i) => toMessage(key, item, mids[i], false, "fetch")), trimmed: !!data.trimmed};
+    return fetchPage(envelopeData(JSON.parse(text)), (items, list) => {
+      const mids = midTexts(text, 4, list);
+      if (mids.length !== items.length) throw new SyntaxError("pushcluster: msg/get reply without mids");
+      return items.map((item, i) => toMessage(key, item, mids[i], false, "fetch"));
+    });
   }
 
   /** Parses a legacy /msg/get reply (through JSONP, already evaluated). Each item is a JSON string. */
   function parseLegacyFetch(key, envelope) {
-    const data = envelopeData(envelope);
-    return {messages: (data.msgs || []).map((text) => parseMessage(key, text, true, "fetch")), trimmed: !!data.trimmed};
+    return fetchPage(envelopeData(envelope), (items) => items.map((text) => parseMessage(key, text, true, "fetch")));
   }
 
-  /** Keeps the last mid handed out for each gid. accept() is false for a duplicate or an older mid. */
+  /** max(0, mid - 10^8): where a catch-up starts asking public messages. Exact on the decimal string. */
+  function lookback(mid) {
+    const high = mid.length > PUBLIC_LOOKBACK_DIGITS ? Number(mid.slice(0, -PUBLIC_LOOKBACK_DIGITS)) : 0;
+    return high > 0 ? toMid(String(high - 1) + mid.slice(-PUBLIC_LOOKBACK_DIGITS)) : "0";
+  }
+
+  /** Adds `value` to the Set `set`, dropping the oldest entries past `limit`. */
+  function remember(set, value, limit) {
+    set.add(value);
+    for (const old of set) { if (set.size <= limit) break; set.delete(old); }
+  }
+
+  /** Keeps the last mid handed out for each gid (private ones). accept() is false for a duplicate or an older mid. */
   class Cursor {
     constructor(positions) { this.last = Object.assign({}, positions); }
     get(gid) { return this.last[gid || 0] || "0"; }
@@ -140,6 +179,52 @@
       if (cmpMid(message.mid, this.get(message.gid)) <= 0) return false;
       this.last[message.gid] = message.mid;
       return true;
+    }
+  }
+
+  /** The public mids handed out: the last `size` of them, and `floor`, at or below which every mid counts as seen
+   *  (the start position, then the newest mid forgotten). accept() is true for a mid above the floor not seen yet,
+   *  even below the newest (a late broadcast). */
+  class PublicWindow {
+    constructor(floor, size) {
+      this.floor = this.newest = floor;
+      this.size = size || REMEMBERED;
+      this.seen = new Set();  // in the order handed out
+    }
+    accept(mid) {
+      if (cmpMid(mid, this.floor) <= 0 || this.seen.has(mid)) return false;
+      this.seen.add(mid);
+      if (cmpMid(mid, this.newest) > 0) this.newest = mid;
+      if (this.seen.size > this.size) {
+        const oldest = this.seen.values().next().value;
+        this.seen.delete(oldest);
+        if (cmpMid(oldest, this.floor) > 0) this.floor = oldest;
+      }
+      return true;
+    }
+    /** The pmid a catch-up asks from: 10 s before the newest, not below the floor. */
+    fetchFrom() {
+      const back = lookback(this.newest);
+      return cmpMid(back, this.floor) > 0 ? back : this.floor;
+    }
+  }
+
+  /** One connection's acks (docs/protocol.md: the comet takes an ack of a mid it wrote to that connection). A private
+   *  mid is acked once the application has taken it AND it arrived on the connection, in whichever order. Each
+   *  method returns true when the mid is to be acked now. */
+  class AckTracker {
+    constructor(limit) { this.limit = limit || REMEMBERED; this.arrivedOnly = new Set(); this.takenOnly = new Set(); }
+    /** The comet wrote `mid` to this connection. */
+    arrived(mid) {
+      if (this.takenOnly.delete(mid)) return true;
+      remember(this.arrivedOnly, mid, this.limit);
+      return false;
+    }
+    /** The application took `mid` (`live`: the copy it got came from this connection). */
+    taken(mid, live) {
+      if (this.arrivedOnly.delete(mid) || live) return true;
+      remember(this.takenOnly, mid, this.limit);
+      return false;
     }
   }
 
@@ -188,6 +273,14 @@
     }
     get exhausted() { return this.policy.maxAttempts > 0 && this.failures >= this.policy.maxAttempts; }
     reset() { this.failures = 0; }
+  }
+
+  /** The last mid of a fetched list (ascending), checked to be above `after`; `after` for an empty list. */
+  function advanced(after, messages) {
+    if (!messages.length) return after;
+    const last = messages[messages.length - 1].mid;
+    if (cmpMid(last, after) <= 0) throw new Error("msg/get after " + after + " did not advance");
+    return last;
   }
 
   // ---- I/O helpers -------------------------------------------------------------------------------------------
@@ -256,16 +349,19 @@
       this.tls = o.tls !== undefined ? !!o.tls : https;  // wss:// for the comet
       this.version = o.version === undefined ? "1.0" : o.version;  // "" or null: gopush-cluster's old form
       this.maxPending = o.maxPending || 10000;  // live messages held during one catch-up
+      this.ack = o.ack === undefined ? true : !!o.ack;  // needs a version: gopush-cluster comets take only "h"
       this.state = "new";
       this.error = null;
       this.lastGap = null;
-      this.stats = {lookups: 0, sessions: 0, fetches: 0, live: 0, fetched: 0, duplicates: 0, gaps: 0,
-                    heartbeatTimeouts: 0, refusals: {}};
+      this.stats = {lookups: 0, sessions: 0, fetches: 0, live: 0, fetched: 0, duplicates: 0, late: 0, gaps: 0,
+                    acks: 0, heartbeatTimeouts: 0, refusals: {}};
       this._cursor = new Cursor({0: toMid(o.lastMid === undefined || o.lastMid === null ? "0" : o.lastMid)});
+      this._fetchPublic = o.lastPmid !== null;
+      this._public = new PublicWindow(toMid(o.lastPmid === undefined || o.lastPmid === null ? "0" : o.lastPmid));
       this._token = o.token || "";
       this._tokenProvider = o.tokenProvider || null;
       this._tokenRefusals = 0;
-      this._on = {message: o.onMessage, gap: o.onGap, state: o.onState};
+      this._on = {message: o.onMessage, gap: o.onGap, state: o.onState, ack: o.onAck};
       this._backoff = new Backoff(reconnectPolicy(o.reconnect), o.random);
       this._session = null;
       this._retryTimer = null;
@@ -274,7 +370,10 @@
 
     /** The mid (a decimal string) of the last private message handed out. Persist it to resume after it. */
     get lastMid() { return this._cursor.get(0); }
-    get positions() { return Object.assign({}, this._cursor.last); }
+    /** The newest public mid handed out (a decimal string; the start position until one is; null while public
+     *  messages are off and none was). Persist it too. */
+    get lastPmid() { return !this._fetchPublic && this._public.newest === "0" ? null : this._public.newest; }
+    get positions() { return Object.assign({}, this._cursor.last, {[GID_PUBLIC]: this._public.newest}); }
 
     start() {
       if (this.state !== "new") return this;
@@ -291,8 +390,8 @@
     }
 
     async _attempt() {
-      const s = this._session = {ws: null, live: new LiveBuffer(), catchingUp: true, ended: false, timers: {},
-                                 aborts: []};
+      const s = this._session = {ws: null, live: new LiveBuffer(), acks: new AckTracker(), catchingUp: true,
+                                 ended: false, timers: {}, aborts: []};
       this._setState("connecting");
       try {
         this.stats.lookups++;
@@ -327,12 +426,14 @@
       return envelopeData(JSON.parse(await fetchText(s, url, this.timeout)));
     }
 
-    async _fetchPage(s, after) {
+    /** One page of stored messages: private ones after `after`, public ones after `pafter` (null: none). */
+    async _fetchPage(s, after, pafter) {
+      const withPublic = (params, name) => (pafter === null ? params : Object.assign(params, {[name]: pafter}));
       if (this.transport === "jsonp") {
-        const url = this.webUrl + "/msg/get?" + query({key: this.key, mid: after});
+        const url = this.webUrl + "/msg/get?" + query(withPublic({key: this.key, mid: after}, "pmid"));
         return parseLegacyFetch(this.key, await jsonp(s, url, "callback", this.timeout));
       }
-      const url = this.webUrl + "/1/msg/get?" + query({k: this.key, m: after});
+      const url = this.webUrl + "/1/msg/get?" + query(withPublic({k: this.key, m: after}, "p"));
       return parseFetchReply(this.key, await fetchText(s, url, this.timeout));
     }
 
@@ -371,9 +472,11 @@
       if (frame.ack) return this._beat(s);
       if (frame.refusal) return this._end(s, new Error("comet sent -" + frame.refusal));
       this.stats.live++;
-      if (!s.catchingUp) return this._accept(frame.message);
+      const m = frame.message;
+      if (m.gid !== GID_PUBLIC && s.acks.arrived(m.mid)) this._sendAck(s, m);   // taken already (fetched)
+      if (!s.catchingUp) return this._accept(s, m);
       if (s.live.length >= this.maxPending) return this._end(s, new Error(s.live.length + " live messages held"));
-      s.live.add(frame.message);
+      s.live.add(m);
     }
 
     /** Schedules the next heartbeat "h" (after "+h" or a reply to the last one) and the wait for its reply. */
@@ -390,35 +493,59 @@
       }, this.heartbeat * 1000);
     }
 
-    /** Fetches from the last accepted mid until a page is empty, merged with the live messages held meanwhile. */
+    /** Fetches from the last accepted mid and pmid until both lists of a page are empty (public ones are no
+     *  longer asked once their list is), merged with the live messages held meanwhile. */
     async _catchUp(s) {
-      let after = this.lastMid;
+      let after = this.lastMid, pafter = this._fetchPublic ? this._public.fetchFrom() : null;
       for (;;) {
         if (s.ended) throw new Error("session ended");
-        const page = await this._fetchPage(s, after);
+        const page = await this._fetchPage(s, after, pafter);
         if (s.ended) throw new Error("session ended");
         this.stats.fetches++;
-        if (page.trimmed) this._gap(after, page);
-        if (!page.messages.length) break;
-        this.stats.fetched += page.messages.length;
-        for (const m of mergePage(s.live, page.messages)) this._accept(m);
-        const last = page.messages[page.messages.length - 1].mid;
-        if (cmpMid(last, after) <= 0) throw new Error("msg/get after " + after + " did not advance");
-        after = last;
+        if (page.trimmed) this._gap(0, after, page.messages);
+        if (pafter !== null && page.publicTrimmed) this._gap(GID_PUBLIC, pafter, page.publicMessages);
+        const fetched = page.messages.concat(pafter === null ? [] : page.publicMessages);
+        if (!fetched.length) break;
+        this.stats.fetched += fetched.length;
+        for (const m of mergePage(s.live, fetched)) this._accept(s, m);
+        after = advanced(after, page.messages);
+        pafter = pafter === null || !page.publicMessages.length ? null : advanced(pafter, page.publicMessages);
       }
-      for (const m of s.live.drain()) this._accept(m);
+      for (const m of s.live.drain()) this._accept(s, m);
       s.catchingUp = false;
     }
 
-    _accept(message) {
-      if (!this._cursor.accept(message)) { this.stats.duplicates++; return; }
-      this._call("message", message);
+    /** Hands `message` out unless it is a duplicate; then acks it (see AckTracker). */
+    _accept(s, message) {
+      if (s.ended) return;   // e.g. onMessage called close(): the rest is fetched again by the next subscriber
+      const isPublic = message.gid === GID_PUBLIC;
+      if (!(isPublic ? this._public.accept(message.mid) : this._cursor.accept(message))) {
+        this.stats.duplicates++;
+        return;
+      }
+      if (isPublic && message.mid !== this._public.newest) this.stats.late++;
+      const taken = () => { if (s.acks.taken(message.mid, message.source === "live")) this._sendAck(s, message); };
+      let result;
+      try { result = this._on.message && this._on.message(message); } catch (error) {
+        return console.error("pushcluster: onMessage failed, mid " + message.mid + " not acked", error);
+      }
+      if (isPublic) return;
+      if (!result || typeof result.then !== "function") return taken();
+      result.then(taken, (error) => console.error("pushcluster: onMessage failed, mid " + message.mid, error));
     }
 
-    _gap(after, page) {
+    /** Sends "a<mid>" for a private message, when acks are on and its connection is still the live one. */
+    _sendAck(s, message) {
+      if (!this.ack || !this.version || s.ended || !s.ws || s.ws.readyState !== 1) return;
+      s.ws.send("a" + message.mid);
+      this.stats.acks++;
+      this._call("ack", message);
+    }
+
+    _gap(gid, after, messages) {
       this.stats.gaps++;
-      const next = page.messages.length ? page.messages[0].mid : null;   // the first mid after the gap
-      this.lastGap = {key: this.key, gid: 0, afterMid: after, nextMid: next};
+      const next = messages.length ? messages[0].mid : null;   // the first mid after the gap
+      this.lastGap = {key: this.key, gid: gid, afterMid: after, nextMid: next};
       this._call("gap", this.lastGap);
     }
 
@@ -496,8 +623,9 @@
     Subscriber: Subscriber, SubscribeFailed: SubscribeFailed, _jsonp: jsonpCallbacks,
     // The pure helpers, exposed for tests and tools; not a stable API.
     logic: {cmpMid: cmpMid, toMid: toMid, midTexts: midTexts, parseFrame: parseFrame, parseMessage: parseMessage,
-            parseFetchReply: parseFetchReply, parseLegacyFetch: parseLegacyFetch, Cursor: Cursor,
-            LiveBuffer: LiveBuffer, mergePage: mergePage, reconnectPolicy: reconnectPolicy, Backoff: Backoff},
+            parseFetchReply: parseFetchReply, parseLegacyFetch: parseLegacyFetch, lookback: lookback,
+            Cursor: Cursor, PublicWindow: PublicWindow, AckTracker: AckTracker, LiveBuffer: LiveBuffer,
+            mergePage: mergePage, reconnectPolicy: reconnectPolicy, Backoff: Backoff},
   };
   global.PushCluster = PushCluster;
   if (typeof module === "object" && module && module.exports) module.exports = PushCluster;
