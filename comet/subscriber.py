@@ -2,20 +2,20 @@
 
 ::
 
-    async with Subscriber("http://127.0.0.1:8090", "alice", last_mid=saved) as sub:
+    async with Subscriber("http://127.0.0.1:8090", "alice", last_mid=saved, last_pmid=saved_p) as sub:
         async for message in sub:              # or Subscriber(..., on_message=callback)
-            handle(message.value)              # message.key / mid / gid / raw (bytes) / value
-            save(sub.last_mid)                 # persist it: the next run starts there
+            handle(message.value)              # message.key / mid / gid (0 private, 1 public) / raw (bytes) / value
+            save(sub.last_mid, sub.last_pmid)  # persist them: the next run starts there
 
 Life cycle, repeated until :meth:`Subscriber.close` or a fatal error:
 
 1. look up the key's comet with ``GET /1/server/get?k=KEY&p=1|2`` on the web node's public listener;
 2. connect over TCP or WebSocket (TLS / wss with ``tls=True``; ``ssl_context`` sets the trusted certificates for
    the comet and an ``https://`` web URL) and subscribe (key, heartbeat, token, version "1.0": new JSON form);
-3. catch up: ``GET /1/msg/get?k=KEY&m=LAST`` from the last accepted mid, again from the last fetched mid until
-   a reply is empty (a reply is bounded in bytes, docs/protocol.md); live messages that arrive meanwhile are
-   held and merged in mid order (``subscriber_logic.LiveBuffer``); a ``trimmed`` reply is a gap the server
-   cannot fill: ``on_gap(Gap)`` is called and ``last_gap`` set;
+3. catch up: ``GET /1/msg/get?k=KEY&m=LAST&p=PLAST`` from the last accepted mid (and public mid), again from
+   the last fetched ones until a reply is empty (a reply is bounded in bytes, docs/protocol.md); live messages
+   that arrive meanwhile are held and merged in mid order (``subscriber_logic.LiveBuffer``); a ``trimmed`` (or
+   ``ptrimmed``) reply is a gap the server cannot fill: ``on_gap(Gap)`` is called (gid 0 or 1), ``last_gap`` set;
 4. live: messages as the comet writes them; a heartbeat every ``heartbeat`` seconds, and a reply missing for
    ``heartbeat_timeout`` seconds counts as a dead connection (a half-open TCP connection never says so itself).
 
@@ -27,26 +27,36 @@ answers 1001/65535, a missing heartbeat reply — leads to a new attempt after a
 or heartbeat is not acceptable), ``-a`` (token refused) unless ``token_provider`` gives a new token, and
 ``max_attempts`` consecutive failures when the policy sets one.
 
-Exactly once, in order: every message passes ``subscriber_logic.Cursor``, keyed by (gid, mid): a mid at or below
-the last accepted one of its gid is a duplicate (the same message live and fetched) and is dropped.
-``last_mid`` is the last mid handed to the application; the next catch-up starts from the last accepted one.
-Online-only messages (pushed with expire 0) are never stored: one missed while disconnected is gone, as the
-server documents, and one read from the comet only after a newer stored message was fetched is dropped (mid
-order wins; the merge keeps every one that arrived before that point). Messages wait in a queue between the connection and the application; past ``max_pending``
-the connection is dropped (the messages stay stored) and resumed when the application has caught up.
+Exactly once, in order: every private message passes ``subscriber_logic.Cursor``: a mid at or below the last
+accepted one is a duplicate (the same message live and fetched) and is dropped. ``last_mid`` is the last mid
+handed to the application; the next catch-up starts from the last accepted one. Public messages (gid 1,
+broadcasts) pass a ``subscriber_public.PublicWindow``: two web nodes broadcasting at once may reach a comet in
+either order, so an unseen public mid is accepted even below the newest (the last 1024 are remembered), and each
+catch-up asks for public messages from 10 s below the newest one. ``last_pmid`` (default 0: every stored public
+message; ``None``: public messages are never fetched, live ones are still handed out) is where they start.
+Acknowledgements (``ack=True``): once the application took a private message (the iterator handed it out, or
+``on_message`` returned), its mid is acknowledged to the comet if the open connection carried it
+(``subscriber_acks.Acker``); this is what ``wait=acked`` pushes and the delivery trace see.
+Online-only messages (pushed with expire 0) are never stored: one missed while disconnected is gone, and one
+read from the comet only after a newer stored message was fetched is dropped (mid order wins). Messages wait in
+a queue for the application; past ``max_pending`` the connection is dropped (the messages stay stored) and
+resumed when the application has caught up.
 """
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 import ssl
 from typing import AsyncIterator, Awaitable, Callable
 
-from comet.subscriber_api import GID_PRIVATE, BadParameterError, Message, PushClusterError
+from comet.subscriber_acks import Acker
+from comet.subscriber_api import GID_PRIVATE, GID_PUBLIC, Message, PushClusterError
+from comet.subscriber_connect import (
+    Connector, RetriesExhausted, SubscribeFailed, SubscribeRefused, TokenProvider, TokenRefused, check_arguments,
+)
 from comet.subscriber_http import HttpClient, WebApi
-from comet.subscriber_link import CometLink, LinkClosed, SubscribeRefusal
+from comet.subscriber_link import LinkClosed, SubscribeRefusal
 from comet.subscriber_logic import Backoff, ReconnectPolicy
 from comet.subscriber_session import (
     BACKOFF, CATCHING_UP, CLOSED, CONNECTING, FAILED, LIVE, NEW, FetchRefused, Gap, Inbox, Session, SessionEnded,
@@ -59,68 +69,44 @@ __all__ = ["Subscriber", "Message", "Gap", "SubscriberStats", "ReconnectPolicy",
 
 log = logging.getLogger(__name__)
 
-MAX_TOKEN_REFUSALS = 3     # consecutive -a replies, with fresh tokens, before giving up
 CLOSE_TIMEOUT = 5.0        # seconds close() waits for the background tasks to end
 WARN_AFTER = 3             # consecutive failed attempts logged at INFO; from this one on at WARNING
-INT64_MAX = (1 << 63) - 1
 RETRYABLE = (PushClusterError, LinkClosed, SubscribeRefusal, SessionEnded, TimeoutError)
 
 OnMessage = Callable[[Message], "Awaitable[None] | None"]
 OnGap = Callable[[Gap], "Awaitable[None] | None"]
 OnState = Callable[[str], None]
-TokenProvider = Callable[[], "Awaitable[str | None] | str | None"]
-
-
-class SubscribeFailed(PushClusterError):
-    """The subscriber stopped for good (see ``__cause__`` for the underlying error, if any)."""
-
-
-class TokenRefused(SubscribeFailed):
-    """The comet refused the token (``-a``) and no token provider gave a new one."""
-
-
-class SubscribeRefused(SubscribeFailed):
-    """The comet (``-p``) or the web node (65534) refused the key or heartbeat."""
-
-
-class RetriesExhausted(SubscribeFailed):
-    """``ReconnectPolicy.max_attempts`` consecutive attempts failed."""
 
 
 class Subscriber:
     """One key's subscription; see the module docstring. Not thread-safe: use it from one event loop."""
 
     def __init__(self, web_url: str, key: str, *, proto: str = "tcp", heartbeat: int = 30, token: str | None = None,
-                 token_provider: TokenProvider | None = None, last_mid: int = 0,
-                 on_message: OnMessage | None = None, on_gap: OnGap | None = None, on_state: OnState | None = None,
-                 tls: bool = False, ssl_context: ssl.SSLContext | None = None,
+                 token_provider: TokenProvider | None = None, last_mid: int = 0, last_pmid: int | None = 0,
+                 ack: bool = True, on_message: OnMessage | None = None, on_gap: OnGap | None = None,
+                 on_state: OnState | None = None, tls: bool = False, ssl_context: ssl.SSLContext | None = None,
                  reconnect: ReconnectPolicy | None = None, heartbeat_timeout: float = 10.0,
                  connect_timeout: float = 10.0, http_timeout: float = 10.0, max_pending: int = 10_000,
                  max_message_bytes: int = 1 << 20, rng: random.Random | None = None) -> None:
-        if not isinstance(key, str) or not key:
-            raise ValueError("key must be a non-empty string")
-        if proto not in ("tcp", "ws"):
-            raise ValueError(f"proto must be 'tcp' or 'ws', not {proto!r}")
-        if not isinstance(heartbeat, int) or heartbeat < 1:
-            raise ValueError("heartbeat must be an integer >= 1 (seconds; comets require >= 30 by default)")
-        if not isinstance(last_mid, int) or not 0 <= last_mid <= INT64_MAX:
-            raise ValueError("last_mid must be an integer 0..2**63-1")
-        if min(heartbeat_timeout, connect_timeout, http_timeout) <= 0 or max_pending < 1:
-            raise ValueError("timeouts must be > 0 and max_pending >= 1")
+        check_arguments(key, proto, heartbeat, last_mid, last_pmid, (heartbeat_timeout, connect_timeout, http_timeout),
+                        max_pending)
         self.key, self.proto, self.heartbeat = key, proto, heartbeat
-        self.connect_timeout, self.max_message_bytes = connect_timeout, max_message_bytes
         self.stats = SubscriberStats()
         self.last_gap: Gap | None = None
         self.error: SubscribeFailed | None = None
         self._settings = SessionSettings(key, heartbeat, heartbeat_timeout, max_pending)
-        self._token, self._token_provider, self._token_refusals = token, token_provider, 0
         self._on_message, self._on_gap, self._on_state = on_message, on_gap, on_state
         self._policy = reconnect or ReconnectPolicy()
         self._rng = rng
-        self._tls = (ssl_context or ssl.create_default_context()) if tls else None
         self._http = HttpClient(web_url, timeout=http_timeout, max_idle=1, ssl_context=ssl_context)
         self._web = WebApi(self._http)
-        self._inbox = Inbox(key, last_mid, max_pending, self.stats)
+        self._connector = Connector(self._web, key, proto=proto, heartbeat=heartbeat, token=token,
+                                    token_provider=token_provider, timeout=connect_timeout,
+                                    max_message=max_message_bytes,
+                                    tls=(ssl_context or ssl.create_default_context()) if tls else None,
+                                    stats=self.stats)
+        self._inbox = Inbox(key, last_mid, max_pending, self.stats, last_pmid)
+        self._acker = Acker(ack)
         self._state = NEW
         self._closed = False
         self._runner: asyncio.Task[None] | None = None
@@ -137,6 +123,13 @@ class Subscriber:
     def last_mid(self) -> int:
         """The mid of the last private message handed to the application (persist it to resume there)."""
         return self._inbox.delivered.get(GID_PRIVATE)
+
+    @property
+    def last_pmid(self) -> int | None:
+        """The highest public mid (gid 1) handed to the application (persist it as ``last_pmid`` to resume); None
+        while public messages are off (``last_pmid=None``) and none was handed out."""
+        last = self._inbox.delivered.get(GID_PUBLIC)
+        return None if last == 0 and not self._inbox.fetch_public else last
 
     @property
     def positions(self) -> dict[int, int]:
@@ -163,6 +156,7 @@ class Subscriber:
         self._ensure_started()
         message = await self._next()
         if message is not None:
+            self._acker.taken(message)
             return message
         if self.error is not None:
             raise self.error
@@ -235,6 +229,8 @@ class Subscriber:
                 await call_back(on_message, message)
             except Exception:
                 log.error("key=%s mid=%d: on_message failed", self.key, message.mid, exc_info=True)
+            else:
+                self._acker.taken(message)
 
     def _set_state(self, state: str) -> None:
         if state == self._state:
@@ -295,23 +291,7 @@ class Subscriber:
     async def _attempt(self, backoff: Backoff) -> None:
         """Look up, subscribe, serve one session; raises why it ended."""
         self._set_state(CONNECTING)
-        self.stats.lookups += 1
-        try:
-            host, port = await self._web.server_for(self.key, self.proto)
-        except BadParameterError as exc:
-            raise SubscribeRefused(f"key={self.key}: the web node refused the key: {exc}") from exc
-        if self._token is None and self._token_provider is not None:
-            self._token = await self._new_token()
-        try:
-            link = await CometLink.open(self.proto, host, port, key=self.key, heartbeat=self.heartbeat,
-                                        token=self._token or "", timeout=self.connect_timeout,
-                                        max_message=self.max_message_bytes, tls=self._tls)
-        except SubscribeRefusal as exc:
-            self.stats.refusals[exc.code] += 1
-            await self._refused(exc)
-            raise
-        self.stats.sessions += 1
-        self._token_refusals = 0
+        link = await self._connector.connect()
         log.info("key=%s mid=%d: subscribed on comet %s over %s", self.key, self._inbox.accepted.get(),
                  link.address, self.proto)
 
@@ -322,36 +302,9 @@ class Subscriber:
 
         self._set_state(CATCHING_UP)
         try:
-            await Session(self._settings, link, self._web, self._inbox, self.stats, self._gap).serve(on_live)
+            await Session(self._settings, link, self._web, self._inbox, self.stats, self._gap,
+                          self._acker).serve(on_live)
         except FetchRefused as exc:
             raise SubscribeRefused(str(exc)) from exc
         finally:
             await link.close()
-
-    async def _refused(self, exc: SubscribeRefusal) -> None:
-        """Raise SubscribeFailed for a refusal that another attempt cannot cure; return to retry."""
-        if exc.code == "p":
-            raise SubscribeRefused(f"key={self.key}: {exc}") from exc
-        if exc.code != "a":
-            return
-        self._token_refusals += 1
-        if self._token_provider is None:
-            raise TokenRefused(f"key={self.key}: {exc}; no token provider") from exc
-        if self._token_refusals > MAX_TOKEN_REFUSALS:
-            raise TokenRefused(f"key={self.key}: {self._token_refusals} tokens refused in a row") from exc
-        token = await self._new_token()
-        if not token:
-            raise TokenRefused(f"key={self.key}: {exc}; the token provider gave no new token") from exc
-        self._token = token
-
-    async def _new_token(self) -> str | None:
-        assert self._token_provider is not None
-        try:
-            result = self._token_provider()
-            token = await result if inspect.isawaitable(result) else result
-        except Exception as exc:
-            log.error("key=%s: token provider failed", self.key, exc_info=True)
-            raise SessionEnded(f"token provider failed: {exc!r}") from exc
-        if token is not None and not isinstance(token, str):
-            raise TokenRefused(f"key={self.key}: the token provider returned {type(token).__name__}, not str")
-        return token

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from thirdparty.confload import ConfigError, parse_address
@@ -156,10 +156,13 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class FetchPage:
     """One ``/1/msg/get`` reply: messages after the asked mid, ascending; ``trimmed`` when older ones were
-    removed (cap or expiry) before this fetch, i.e. the client has a gap it cannot fill."""
+    removed (cap or expiry) before this fetch, i.e. the client has a gap it cannot fill. ``public`` and
+    ``ptrimmed``: the same for the public messages (gid 1) after the asked ``p`` (empty when ``p`` was not sent)."""
 
     messages: list[Message]
     trimmed: bool
+    public: list[Message] = field(default_factory=list)
+    ptrimmed: bool = False
 
 
 def _skip(text: str, pos: int) -> int:
@@ -198,7 +201,7 @@ def _value(text: str, pos: int, into: dict[str, Any], name: str) -> int:
     return int(end)
 
 
-def _message_at(key: str, text: str, pos: int, fetched: bool) -> tuple[Message, int]:
+def _message_at(key: str, text: str, pos: int, fetched: bool, gid: int = GID_PRIVATE) -> tuple[Message, int]:
     """The message object ``{"msg": ..., "mid": N, "gid": G}`` at ``pos`` and the position after it."""
     fields: dict[str, Any] = {}
     span: list[int] = []
@@ -210,7 +213,7 @@ def _message_at(key: str, text: str, pos: int, fetched: bool) -> tuple[Message, 
         return end
 
     end = _members(text, pos, member)
-    mid, gid = fields.get("mid"), fields.get("gid", GID_PRIVATE)
+    mid, gid = fields.get("mid"), fields.get("gid", gid)
     if type(mid) is not int or mid < 0 or type(gid) is not int or not span:
         raise ValueError("message without msg, a valid mid or gid")
     return Message(key, mid, gid, text[span[0]:span[1]].encode("utf-8"), fields["msg"], fetched), end
@@ -233,23 +236,25 @@ def parse_fetch(key: str, status: int, body: bytes) -> FetchPage:
     try:
         text = body.decode("utf-8")
         envelope: dict[str, Any] = {}
-        page: dict[str, Any] = {"msgs": [], "trimmed": False}
+        page: dict[str, Any] = {"msgs": [], "trimmed": False, "pmsgs": [], "ptrimmed": False}
 
         def top(name: str, start: int) -> int:
             return _members(text, start, data_member) if name == "data" else _value(text, start, envelope, name)
 
         def data_member(name: str, start: int) -> int:
-            return _messages(start) if name == "msgs" else _value(text, start, page, name)
+            if name in ("msgs", "pmsgs"):
+                return _messages(start, page[name], GID_PUBLIC if name == "pmsgs" else GID_PRIVATE)
+            return _value(text, start, page, name)
 
-        def _messages(start: int) -> int:
+        def _messages(start: int, into: list[Message], gid: int) -> int:
             if text[start:start + 1] != "[":
                 raise ValueError("msgs is not a list")
             pos = _skip(text, start + 1)
             if text[pos:pos + 1] == "]":
                 return pos + 1
             while True:
-                message, pos = _message_at(key, text, pos, True)
-                page["msgs"].append(message)
+                message, pos = _message_at(key, text, pos, True, gid)
+                into.append(message)
                 pos = _skip(text, pos)
                 if text[pos:pos + 1] == "]":
                     return pos + 1
@@ -264,4 +269,4 @@ def parse_fetch(key: str, status: int, body: bytes) -> FetchPage:
             raise _envelope_error(status, body) from None
         raise ServerError(f"unreadable msg/get reply ({exc}): {body[:60]!r}", status=status) from None
     check_ret(status, envelope, body)
-    return FetchPage(page["msgs"], page.get("trimmed") is True)
+    return FetchPage(page["msgs"], page.get("trimmed") is True, page["pmsgs"], page.get("ptrimmed") is True)

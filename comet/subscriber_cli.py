@@ -2,13 +2,17 @@
 
 ::
 
-    pushcluster listen alice --web http://127.0.0.1:8090 [--proto tcp|ws] [--from-mid N] [--token T]
-                             [--tls] [--cafile PEM]
+    pushcluster listen alice --web http://127.0.0.1:8090 [--proto tcp|ws] [--from-mid N] [--pmid N|none]
+                             [--token T] [--tls] [--cafile PEM] [--no-ack]
     {"mid":17005481234567890,"msg":{"title":"hello"}}
+    {"mid":17005481234567999,"gid":1,"msg":{"title":"to everyone"}}
 
 Each line is ``{"mid": N, "msg": <the pushed JSON>}`` on stdout (the JSON byte for byte, unless it spans several
-lines: then it is re-encoded compactly). ``--from-mid 0`` (the default) first prints every stored message; give
-the last mid printed to resume after it. Gaps (messages trimmed on the server) and the final error go to stderr.
+lines: then it is re-encoded compactly); a public message (broadcast) has ``"gid":1`` too. ``--from-mid 0`` (the
+default) first prints every stored message; give the last mid printed to resume after it. ``--pmid`` is the same
+for public messages (default 0: every stored one; ``none``: fetch none, print only those broadcast while
+listening). Messages are acknowledged to the comet as they are printed unless ``--no-ack``. Gaps (messages
+trimmed on the server) and the final error go to stderr.
 Ctrl-C or SIGTERM ends it with exit code 0; a fatal error (token refused, key refused) with 1; bad arguments
 with 2. Runs as ``python -m comet.subscriber_cli`` too.
 """
@@ -25,7 +29,7 @@ import sys
 from typing import BinaryIO
 
 from comet.subscriber import Gap, Subscriber
-from comet.subscriber_api import Message
+from comet.subscriber_api import GID_PRIVATE, Message
 
 DEFAULT_WEB = "http://127.0.0.1:8090"
 
@@ -38,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--proto", choices=("tcp", "ws"), default="tcp", help="comet transport (default tcp)")
     parser.add_argument("--from-mid", type=int, default=0, metavar="N",
                         help="print stored messages after this mid first (default 0: all stored)")
+    parser.add_argument("--pmid", type=_pmid, default=0, metavar="N|none",
+                        help="print stored public messages after this public mid first (default 0: all stored; "
+                             "none: no stored public message)")
+    parser.add_argument("--no-ack", action="store_true", help="do not acknowledge the messages to the comet")
     parser.add_argument("--token", default=os.environ.get("PUSHCLUSTER_SUB_TOKEN"),
                         help="subscribe token (default $PUSHCLUSTER_SUB_TOKEN)")
     parser.add_argument("--heartbeat", type=int, default=30, help="heartbeat seconds (default 30)")
@@ -47,11 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pmid(text: str) -> int | None:
+    if text == "none":
+        return None
+    if not text.isdigit() or len(text) > 19:
+        raise argparse.ArgumentTypeError(f"not a public mid (digits) or 'none': {text!r}")
+    return int(text)
+
+
 def message_line(message: Message) -> bytes:
-    """``{"mid":N,"msg":<raw JSON>}`` and a newline; the JSON re-encoded only if it holds a line break."""
+    """``{"mid":N,"msg":<raw JSON>}`` (``"gid":G`` after the mid unless 0) and a newline; the JSON re-encoded only
+    if it holds a line break."""
     raw = message.raw
     if b"\n" in raw or b"\r" in raw:
         raw = json.dumps(message.value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if message.gid != GID_PRIVATE:
+        return b'{"mid":%d,"gid":%d,"msg":%b}\n' % (message.mid, message.gid, raw)
     return b'{"mid":%d,"msg":%b}\n' % (message.mid, raw)
 
 
@@ -69,11 +88,13 @@ async def _listen(args: argparse.Namespace, out: BinaryIO) -> int:
             stop.set()
 
     def on_gap(gap: Gap) -> None:
-        sys.stderr.write(f"pushcluster listen: gap: messages after mid {gap.after_mid} were trimmed on the server\n")
+        kind = "public messages" if gap.gid != GID_PRIVATE else "messages"
+        sys.stderr.write(f"pushcluster listen: gap: {kind} after mid {gap.after_mid} were trimmed on the server\n")
 
     context = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
     subscriber = Subscriber(args.web, args.key, proto=args.proto, heartbeat=args.heartbeat, token=args.token,
-                            last_mid=args.from_mid, on_message=on_message, on_gap=on_gap, tls=args.tls,
+                            last_mid=args.from_mid, last_pmid=args.pmid, ack=not args.no_ack,
+                            on_message=on_message, on_gap=on_gap, tls=args.tls,
                             ssl_context=context)
     await subscriber.start()
     closed = asyncio.create_task(subscriber.wait_closed())

@@ -258,7 +258,11 @@ class WebApi:
         response = await self.http.request("GET", "/1/server/get", query={"k": key, "p": PROTO_NUMBERS[proto]})
         return parse_server(parse_envelope(response.status, response.body))
 
-    async def fetch(self, key: str, mid: int) -> FetchPage:
-        """One page of stored messages of ``key`` with a mid above ``mid``, ascending."""
-        response = await self.http.request("GET", "/1/msg/get", query={"k": key, "m": mid})
+    async def fetch(self, key: str, mid: int, pmid: int | None = None) -> FetchPage:
+        """One page of stored messages of ``key`` with a mid above ``mid``, ascending; with ``pmid`` also the
+        public messages (gid 1) with a mid above it (``FetchPage.public``)."""
+        query: dict[str, str | int] = {"k": key, "m": mid}
+        if pmid is not None:
+            query["p"] = pmid
+        response = await self.http.request("GET", "/1/msg/get", query=query)
         return parse_fetch(key, response.status, response.body)

@@ -5,9 +5,9 @@ streams).
 ``+h`` gives a link; ``-p/-a/-c/-n`` raises :class:`SubscribeRefusal`. Then :meth:`CometLink.events` returns the
 next events (``subscriber_wire.Ack`` for a heartbeat reply, ``Payload`` for a message) and raises
 :class:`LinkClosed` when the comet closes the connection or sends a WebSocket close frame;
-:meth:`CometLink.heartbeat` sends one heartbeat. WebSocket pings are answered here; the framing and parsing are
-``comet/subscriber_wire.py``'s. :meth:`CometLink.close` ends the connection politely (a close frame over
-WebSocket), :meth:`CometLink.abort` at once.
+:meth:`CometLink.heartbeat` sends one heartbeat, :meth:`CometLink.ack` acknowledgements. WebSocket pings are
+answered here; the framing and parsing are ``comet/subscriber_wire.py``'s. :meth:`CometLink.close` ends the
+connection politely (a close frame over WebSocket), :meth:`CometLink.abort` at once.
 """
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import logging
 import os
 import ssl
 
+from comet.ack_codec import tcp_ack, ws_ack
 from comet.subscriber_wire import (
     TCP_HEARTBEAT, Ack, Closed, Event, Ping, Refused, TcpReplyParser, WireError, WsFrameParser, check_handshake,
     client_frame, handshake_request, heartbeat_frame, subscribe_command, subscribe_target,
 )
-from comet.ws_frames import CLOSE_NORMAL, OP_CLOSE, OP_PONG, SENDABLE_CODES
+from comet.ws_frames import CLOSE_NORMAL, OP_CLOSE, OP_PONG, OP_TEXT, SENDABLE_CODES
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,14 @@ class CometLink:
     def heartbeat(self) -> None:
         """Send one heartbeat (its reply arrives as an Ack event)."""
         self._write(heartbeat_frame(_mask()) if self.websocket else TCP_HEARTBEAT)
+
+    def ack(self, mids: list[int]) -> None:
+        """Acknowledge ``mids`` in one write (TCP ``*2 $3 ack $n <mid>`` each, WebSocket a text frame ``a<mid>``
+        each; never answered)."""
+        if self.websocket:
+            self._write(b"".join(client_frame(OP_TEXT, ws_ack(mid).encode("ascii"), _mask()) for mid in mids))
+        else:
+            self._write(b"".join(tcp_ack(mid) for mid in mids))
 
     def _write(self, data: bytes) -> None:
         if not self.writer.is_closing():

@@ -75,10 +75,12 @@ class SdkCluster:
 async def build_cluster(redis_url: str, *, limits: dict[str, Any] | None = None, admin_token: str = "",
                         proxy: tuple[str, ...] = (), max_per_key: int = MAX_PER_KEY,
                         extra_comets: dict[str, dict[str, Any]] | None = None, comet: dict[str, Any] | None = None,
-                        web_limits: dict[str, Any] | None = None, tls: dict[str, str] | None = None) -> SdkCluster:
+                        web_limits: dict[str, Any] | None = None, tls: dict[str, str] | None = None,
+                        storage: dict[str, Any] | None = None) -> SdkCluster:
     """``limits``: comet ``[limits]``; ``comet``: other comet sections (``auth``); ``proxy``: put a TcpProxy in
     front of the "tcp", "ws" or "public" listener (the web node publishes the proxy's address); ``tls``: ``{"cert",
-    "key"}`` for every client-facing listener (comet TCP and WebSocket, web public and admin)."""
+    "key"}`` for every client-facing listener (comet TCP and WebSocket, web public and admin); ``storage``: more
+    message ``[storage]`` keys (``max_public``)."""
     ports = {name: free_port() for name in ("msg", "rpc", "tcp", "ws", "public", "admin")}
     msg_rpc, comet_rpc = f"127.0.0.1:{ports['msg']}", f"127.0.0.1:{ports['rpc']}"
     tcp, ws = f"127.0.0.1:{ports['tcp']}", f"127.0.0.1:{ports['ws']}"
@@ -90,7 +92,7 @@ async def build_cluster(redis_url: str, *, limits: dict[str, Any] | None = None,
             published[name] = proxies[name].address
     message = MessageNode(message_config.load(None, {
         "rpc": {"bind": msg_rpc},
-        "storage": {"backend": "redis", "redis": {"r1": redis_url}, "max_per_key": max_per_key}}))
+        "storage": {"backend": "redis", "redis": {"r1": redis_url}, "max_per_key": max_per_key, **(storage or {})}}))
     config = comet_config.load(None, {
         "bind": {"tcp": [tcp], "ws": [ws], "rpc": comet_rpc, "stat": ""},
         "message": {"rpc": msg_rpc}, "limits": {"timer_tick": 0.1, **(limits or {})}, "tls": tls or {},
