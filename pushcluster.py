@@ -177,7 +177,8 @@ USAGE = """usage: pushcluster {standalone,cluster,message,comet,web,listen,push}
   comet -c FILE       run a comet node (see conf/comet.conf)
   web -c FILE         run a web node (see conf/web.conf)
   listen KEY          subscribe KEY and print each message as a JSON line (client SDK)
-  push (KEY | --all | --tags EXPR | --alias A) MESSAGE    push MESSAGE (JSON) to KEY through a web node's admin API (server SDK)
+  push KEY MESSAGE    push MESSAGE (JSON) to KEY through a web node's admin API (server SDK);
+                      --all, --tags EXPR or --alias A instead of KEY: broadcast, tag expression, alias
 
 Run 'pushcluster COMMAND --help' for a command's options."""
 
