@@ -1,6 +1,6 @@
 """Scenario ``broadcast``: one comet writing public messages to 10,000 connections of 10,000 keys, paced.
 
-The comet runs with its ``[broadcast]`` defaults (``rate`` 50,000 connection writes per second, ``chunk`` 512)
+The comet runs with its ``[broadcast]`` defaults (``rate`` 50,000 connection writes per second, ``chunk`` 128)
 unless ``--rate`` / ``--chunk`` say otherwise, with a message node and Redis behind it. Every subscriber (TCP and
 WebSocket alternating) subscribes a key of its own. Each broadcast is a ``CometRPC.PushPublic`` call made from
 this process, carrying ``"t"`` = ``time.monotonic_ns()`` taken just before the call; deliveries per second =
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conns", type=int, default=10_000, help="connections, one key each")
     parser.add_argument("--broadcasts", type=int, default=5, help="measured broadcasts (median reported)")
     parser.add_argument("--rate", type=float, default=50_000.0, help="the comet's [broadcast] rate (writes/s)")
-    parser.add_argument("--chunk", type=int, default=512, help="the comet's [broadcast] chunk (writes per pass)")
+    parser.add_argument("--chunk", type=int, default=128, help="the comet's [broadcast] chunk (writes per pass)")
     parser.add_argument("--probe-interval", type=float, default=0.005, help="seconds between private probe pushes")
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--concurrency", type=int, default=64, help="in-flight handshakes per worker")

@@ -153,7 +153,7 @@ class BroadcastConfig:
     """``[broadcast]``: public messages (gid 1) written to every connection of the node (comet/broadcast.py)."""
 
     max_queued: int = 16    # broadcasts queued at once (the one being written included); one more gets 65535
-    chunk: int = 512        # connections written per event-loop pass; private pushes run between two chunks
+    chunk: int = 128        # connections written per event-loop pass; private pushes run between two chunks
     rate: float = 50000.0   # connection writes per second at most, all broadcasts together
 
     def check(self) -> None:

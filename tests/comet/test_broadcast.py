@@ -112,6 +112,11 @@ def test_token_bucket_starts_full_and_refills_at_its_rate():
     assert bucket.take(1, 100.0) > 0
 
 
+async def test_the_bucket_holds_20_ms_of_the_rate_and_at_least_a_chunk():
+    assert make([], 0, chunk=3, rate=1000)[3]._bucket.capacity == 20
+    assert make([], 0, chunk=300, rate=1000)[3]._bucket.capacity == 300
+
+
 async def test_chunks_are_written_with_a_yield_between_them():
     events: list = []
     _, conns, _, caster = make(events, 8, chunk=3)
@@ -120,8 +125,8 @@ async def test_chunks_are_written_with_a_yield_between_them():
     await finished(caster, 1)
     await caster.stop()
     shape = ["w" if event[0] == "public" else "yield" if event[1] == 0 else "wait" for event in events]
-    # a yield after every chunk; the fake clock stands still while writing, so the bucket needs a (tiny) wait too
-    assert shape == ["w"] * 3 + ["yield", "wait"] + ["w"] * 3 + ["yield", "wait"] + ["w"] * 2 + ["yield"]
+    # a yield after every chunk; the bucket holds 20 ms of the (huge) rate, so no wait for tokens
+    assert shape == ["w"] * 3 + ["yield"] + ["w"] * 3 + ["yield"] + ["w"] * 2 + ["yield"]
     assert [event for event in events if event[0] == "public"] == [("public", "k0", 7)] * 8
     assert caster.stats() == {"queued": 1, "done": 1, "written": 8, "skipped": 0, "refused": 0, "dropped": 0,
                               "pending": 0}
@@ -229,7 +234,7 @@ async def test_queue_full_is_refused_and_stop_drops_what_is_queued():
 
 async def test_stop_cancels_a_broadcast_being_written():
     events: list = []
-    _, _, fake, caster = make(events, 10, chunk=2)
+    _, _, fake, caster = make(events, 10, chunk=2, rate=50)   # the bucket holds one chunk (20 ms of 50/s is 1)
     fake.hold = True   # the second chunk waits for tokens forever
     caster.start()
     caster.broadcast(1, MSG)
