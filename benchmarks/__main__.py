@@ -12,12 +12,12 @@ import sys
 import time
 from types import ModuleType
 
-from benchmarks import broadcast, codec, connections, fanout, mprivate, msgget, push, serverget
+from benchmarks import broadcast, codec, connections, fanout, mprivate, msgget, push, serverget, tags
 from benchmarks.machine import ForeignLoad, speed_probe, wait_quiet
 from benchmarks.report import Report, Row, table
 
 SCENARIOS: dict[str, ModuleType] = {module.NAME: module for module in
-                                    (connections, fanout, broadcast, push, mprivate, serverget, msgget, codec)}
+                                    (connections, fanout, broadcast, push, mprivate, tags, serverget, msgget, codec)}
 log = logging.getLogger("benchmarks")
 BUSY_WARNING = 15.0  # % of a core used by other processes during a scenario: its figures are suspect
 

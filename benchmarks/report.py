@@ -156,14 +156,15 @@ def _save(report: Report, fig: Any, what: str) -> None:
     report.plots.append(name)
 
 
-def plot_bars(report: Report, what: str, title: str, xlabel: str, bars: dict[str, float]) -> None:
-    """Horizontal bars, e.g. operations per second of each micro-benchmark."""
+def plot_bars(report: Report, what: str, title: str, xlabel: str, bars: dict[str, float], log: bool = True) -> None:
+    """Horizontal bars, e.g. operations per second of each micro-benchmark (``log``: a log scale)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(bars) + 1.2))
     labels = list(bars)
     ax.barh(labels, [bars[label] for label in labels])
     ax.invert_yaxis()
-    ax.set_xscale("log")
+    if log:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(True, axis="x", which="both", alpha=0.3)

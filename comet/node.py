@@ -1,7 +1,7 @@
 """CometNode: the comet role's life cycle — bind the TCP, WebSocket, RPC and stat listeners, tick the deadlines,
 stop gracefully.
 
-The client listeners are the event loop's own servers (``loop.create_server``) making one
+The client listeners are the event loop's own servers (``loop.create_server``, comet/listeners.py) making one
 ``tcp.TcpConnection`` / ``websocket.WsConnection`` protocol object per client; the RPC and stat listeners are
 tornado servers (the stat listener serves ``GET /stat`` and ``GET /metrics``, comet/metrics.py). ``stop()``
 first stops accepting, lets RPC calls already running answer (pushes finish in order), drops the broadcasts still
@@ -25,15 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 import time
 from typing import Any, Callable
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
-from tornado.netutil import bind_sockets
-from tornado.tcpserver import TCPServer
 
 from comet.ack_waiters import AckWaiters
 from comet.auth import SubscribeAuth
@@ -44,6 +40,7 @@ from comet.cluster import CLOSE_FENCED, CLOSE_MOVED, CometMembership
 from comet.config import CometConfig, advertised
 from comet.connection import ClientConnection, ClientContext
 from comet.heartbeat import Deadlines, TimerWheel
+from comet.listeners import address_limiter, bind_server, serve_clients
 from comet.metrics import comet_registry
 from comet.protocol import SubscribeLimits
 from comet.rpc import CometRPC
@@ -54,8 +51,6 @@ from comet.tracing import CometTracer, make_tracer
 from comet.websocket import WsConnection
 from message.client import MessageAPI, MessageClient, MessagePool
 from message.cluster import MessageDirectory
-from thirdparty.confload import parse_address
-from thirdparty.rate_limit import AddressLimiter, parse_networks
 from thirdparty.ring import Ring
 from thirdparty.rpc_server import RpcServer
 from thirdparty.tls import server_context
@@ -66,49 +61,10 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 1.0  # seconds for running RPC calls, then for clients to finish their closing handshake
 MAX_HTTP_BODY = 1024  # the stat listener takes GET requests only; never buffer a big body
 STAT_IDLE_TIMEOUT = 30.0  # seconds a stat connection may stay idle or take to send its request
-CLIENT_BACKLOG = 1024  # pending connections per client listener (the kernel caps it at net.core.somaxconn)
 LEAVE_GRACE = 0.2  # seconds between leaving the cluster and closing the RPC listener: web nodes see the znode go
                    # within milliseconds and send the next pushes to the standby instead
-TLS_SHUTDOWN_TIMEOUT = 5.0  # seconds a TLS peer has to answer our close_notify before the connection is dropped
 LIMIT_LOG_INTERVAL = 60.0  # seconds between two log lines about connections refused by the address limits
 
-
-def _bound_address(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
-
-
-def _bind(server: TCPServer, address: str) -> str:
-    """Listen on ``host:port`` and return the address actually bound (port 0 -> the port chosen)."""
-    host, port = parse_address(address)
-    sockets = bind_sockets(port, address=host)
-    server.add_sockets(sockets)
-    return _bound_address(sockets[0])
-
-
-async def _serve_clients(factory: Callable[[], ClientConnection], address: str, servers: list[asyncio.Server], *,
-                         tls: ssl.SSLContext | None = None, handshake_timeout: float = 5.0) -> str:
-    """Accept clients on ``host:port`` with the event loop's server (appended to ``servers``), over TLS when
-    ``tls`` is given; the bound address."""
-    host, port = parse_address(address)
-    sockets = bind_sockets(port, address=host, backlog=CLIENT_BACKLOG)
-    loop = asyncio.get_running_loop()
-    for sock in sockets:
-        if tls is None:
-            servers.append(await loop.create_server(factory, sock=sock, backlog=CLIENT_BACKLOG))
-        else:
-            servers.append(await loop.create_server(factory, sock=sock, backlog=CLIENT_BACKLOG, ssl=tls,
-                                                    ssl_handshake_timeout=handshake_timeout,
-                                                    ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT))
-    return _bound_address(sockets[0])
-
-
-def _address_limiter(config: CometConfig) -> AddressLimiter:
-    limits = config.limits
-    rate = limits.conn_rate_per_addr
-    return AddressLimiter(max_conns=limits.max_conns_per_addr, rate=rate,
-                          burst=limits.conn_burst_per_addr if rate else 0,
-                          exempt=parse_networks(limits.addr_limit_exempt))
 
 
 class CometNode:
@@ -125,7 +81,7 @@ class CometNode:
         self.service: CometService | None = None
         self.addresses: dict[str, list[str]] = {"tcp": [], "ws": [], "rpc": [], "stat": []}
         self._clients: ClientContext | None = None
-        self.address_limiter = _address_limiter(config)
+        self.address_limiter = address_limiter(config)
         self.auth: SubscribeAuth | None = None
         self._limited_logged = (0, float("-inf"))  # (address refusals at the last log line, when)
         self._client_servers: list[asyncio.Server] = []
@@ -173,21 +129,21 @@ class CometNode:
                                                 max_acks_per_read=limits.max_acks_per_read)
         tcp_tls = tls if config.tls.tcp else None
         ws_tls = tls if config.tls.ws else None
-        self.addresses["tcp"] = [await _serve_clients(lambda: TcpConnection(clients), address, self._client_servers,
+        self.addresses["tcp"] = [await serve_clients(lambda: TcpConnection(clients), address, self._client_servers,
                                                       tls=tcp_tls, handshake_timeout=limits.first_packet_timeout)
                                  for address in config.bind.tcp]
-        self.addresses["ws"] = [await _serve_clients(lambda: WsConnection(clients), address, self._client_servers,
+        self.addresses["ws"] = [await serve_clients(lambda: WsConnection(clients), address, self._client_servers,
                                                      tls=ws_tls, handshake_timeout=limits.first_packet_timeout)
                                 for address in config.bind.ws]
         self._rpc = RpcServer()
         self.broadcaster.start()
         self._rpc.register("CometRPC", CometRPC(service, self.stat, max_wait=limits.max_push_wait,
                                                 broadcaster=self.broadcaster))
-        self.addresses["rpc"] = [_bind(self._rpc, config.bind.rpc)]
+        self.addresses["rpc"] = [bind_server(self._rpc, config.bind.rpc)]
         if config.bind.stat:
             self._stat = HTTPServer(make_stat_app(self.stat, comet_registry(self)), idle_connection_timeout=STAT_IDLE_TIMEOUT,
                                     max_body_size=MAX_HTTP_BODY)
-            self.addresses["stat"] = [_bind(self._stat, config.bind.stat)]
+            self.addresses["stat"] = [bind_server(self._stat, config.bind.stat)]
         self._ticker = PeriodicCallback(lambda: self._tick(deadlines), limits.timer_tick * 1000)
         self._ticker.start()
         log.info("node=%s: comet serving tcp%s=%s ws%s=%s rpc=%s stat=%s; subscribe tokens %s", config.node.name,

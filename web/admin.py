@@ -30,6 +30,8 @@ from web.tracing import WebTracer
 
 log = logging.getLogger(__name__)
 
+BATCHES_IN_FLIGHT = 3   # multi-key batches one comet gets at once (their RPC round trips overlap)
+
 
 def token_matches(authorization: str, token: str) -> bool:
     """True when ``authorization`` is ``Bearer <token>`` (scheme case-insensitive, constant-time compare)."""
@@ -166,7 +168,8 @@ class PushMultiEndpoint(PushEndpoint):
 
     async def _push_node(self, node: CometNode, keys: Sequence[str], message: bytes, expire: int, src: str,
                          meta: dict[str, Any] | None, timeout: float | None) -> NodeResult:
-        """One node's keys, a batch at a time; once the node cannot be reached, its remaining keys fail uncalled."""
+        """One node's keys in batches, ``BATCHES_IN_FLIGHT`` at a time (their trips to the comet, the message node
+        and Redis overlap); once the node cannot be reached, its remaining keys fail uncalled."""
         size = self.limits.max_keys_per_push
         if len(keys) <= size:
             return (await self._push(node, keys, message, expire, src, meta, timeout))[0]
@@ -174,14 +177,18 @@ class PushMultiEndpoint(PushEndpoint):
         online = 0
         outcomes: dict[str, str] = {}
         parts = batches(keys, size)
-        for index, batch in enumerate(parts):
-            (batch_failed, batch_online, batch_outcomes), reachable = await self._push(
-                node, batch, message, expire, src, meta, timeout)
-            failed.extend(batch_failed)
-            online += batch_online
-            outcomes.update(batch_outcomes)
+        for start in range(0, len(parts), BATCHES_IN_FLIGHT):
+            wave = parts[start:start + BATCHES_IN_FLIGHT]
+            answers = await asyncio.gather(*(self._push(node, batch, message, expire, src, meta, timeout)
+                                             for batch in wave))
+            reachable = True
+            for (batch_failed, batch_online, batch_outcomes), batch_reachable in answers:
+                failed.extend(batch_failed)
+                online += batch_online
+                outcomes.update(batch_outcomes)
+                reachable = reachable and batch_reachable
             if not reachable:
-                rest = [key for part in parts[index + 1:] for key in part]
+                rest = [key for part in parts[start + BATCHES_IN_FLIGHT:] for key in part]
                 if rest:
                     log.error("comet %s: unreachable, its %d remaining key(s) failed uncalled, e.g. key=%s",
                               node.name, len(rest), rest[0])

@@ -29,8 +29,9 @@ from web.cluster_endpoint import ClusterEndpoint
 from thirdparty.rate_limit import RequestLimiter, parse_networks
 from web.config import LimitsConfig, WebConfig
 from web.directory_endpoints import targeting_endpoints
-from web.handlers import (LEGACY, SUPPORTED_METHODS, V1, ApiRequest, Endpoint, MsgEndpoint, Reply, ServerEndpoint,
-                          TimeEndpoint, check_request_callback)
+from web.fetch_endpoint import MsgEndpoint
+from web.handlers import (LEGACY, SUPPORTED_METHODS, V1, ApiRequest, Endpoint, Reply, ServerEndpoint, TimeEndpoint,
+                          check_request_callback)
 from web.metrics import MetricsEndpoint
 from web.ret import InternalError, NoNodeError, ParamError, Ret, RetError
 from web.static_files import static_endpoints

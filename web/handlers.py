@@ -1,4 +1,5 @@
-"""The web node's request layer and its public endpoints: /server/get, /msg/get, /time/get (legacy, /1/, /2/).
+"""The web node's request layer and its public endpoints /server/get and /time/get (legacy, /1/, /2/); /msg/get is
+web.fetch_endpoint's.
 
 Requests do not go through tornado's ``RequestHandler``: each one is an :class:`ApiRequest`, tornado's
 lightweight ``HTTPMessageDelegate``, created by the listener's :class:`web.app.Api` and answered with one
@@ -12,29 +13,25 @@ gone.)
 An :class:`Endpoint` answers one path and one method. ``serve(request)`` returns the JSON text of the reply's
 ``data`` (or None for none), or an awaitable of it; it raises a :class:`web.ret.RetError` subclass to answer with
 that ret code. Endpoints that need no I/O (/server/get, /time/get) answer synchronously, without a task. The
-admin endpoints are in web.admin.
+fetch endpoints (/msg/get) are in web.fetch_endpoint, the admin endpoints in web.admin.
 """
 from __future__ import annotations
 
-import asyncio
 import email.utils
-import json
 import logging
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, ClassVar, Protocol, TypeVar
+from typing import Any, Awaitable, ClassVar, Protocol, TypeVar
 
 import tornado
 from tornado import httputil
 
-from message.client import FetchResult
 from thirdparty.rpc_client import RemoteError, RpcUnavailable
 from web.cluster import ClusterView
 from web.config import LimitsConfig
-from web.params import Proto, parse_key, parse_mid, parse_proto, parse_query, query_text
-from web.ret import (InternalError, NoNodeError, Ret, RetError, check_callback, envelope, error_for_code,
-                     json_string)
+from web.params import Proto, parse_key, parse_proto, parse_query, query_text
+from web.ret import InternalError, NoNodeError, Ret, RetError, check_callback, envelope, error_for_code
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +42,6 @@ Reply = bytes | None  # the JSON text of the envelope's "data", or None for an e
 SERVER_HEADER = f"TornadoServer/{tornado.version}"
 _OK_LINE = httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
 SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")  # what tornado answers 405 to
-PUBLIC = "(public)"  # what the log shows in place of a key for a public (broadcast) message
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,115 +254,6 @@ class ServerEndpoint(Endpoint):
         if data is None:
             raise NoNodeError(f"key={key}: comet {node.name} has no {proto.name.lower()} address")
         return data
-
-
-class MsgEndpoint(Endpoint):
-    """/msg/get (legacy: each message a JSON string, plus "pmsgs") and /1/msg/get (raw message JSON).
-
-    With ``pmid`` (legacy) / ``p`` (v1), the public (broadcast, gid 1) messages after it come in ``pmsgs`` too, asked
-    of the message node at the same time as the key's; without it the fetch is the key's alone, as before."""
-
-    jsonp = True
-    on_fetch: Callable[[str, int, list[int], str], None] | None = None  # (key, mid, mids sent, src): web/tracing.py
-
-    def __init__(self, view: ClusterView, limits: LimitsConfig, names: ParamNames = LEGACY,
-                 legacy: bool = True) -> None:
-        super().__init__(view, limits, names)
-        self.legacy = legacy
-        self.pmid_name = "pmid" if legacy else "p"   # the last public mid the client has (absent: no public part)
-
-    def serve(self, request: ApiRequest) -> Awaitable[Reply]:
-        names = self.names
-        key = parse_key(request.arg(names.key), self.limits.max_key_bytes, names.key)
-        mid = parse_mid(request.arg(names.mid), names.mid)
-        pmid = request.arg(self.pmid_name)
-        if pmid:
-            return self._fetch_with_public(key, mid, parse_mid(pmid, self.pmid_name),
-                                           request.remote_ip if self.on_fetch is not None else "")
-        return self._fetch(key, mid, request.remote_ip if self.on_fetch is not None else "")
-
-    async def _fetch(self, key: str, mid: int, src: str = "") -> Reply:
-        result: FetchResult = await rpc_call(f"key={key}: message GetPrivate",
-                                             self.view.message_client().get_private(key, mid))
-        if self.on_fetch is not None and result.msgs:
-            self.on_fetch(key, mid, [msg_id for msg_id, _ in result.msgs], src)
-        if not result.msgs and not result.trimmed:
-            return None  # gopush-cluster: ret 0 and no data when there is nothing new
-        item = self._legacy_item if self.legacy else _item
-        parts = [b'{"msgs":[', b",".join([item(key, msg_id, msg) for msg_id, msg in result.msgs]), b"]"]
-        if self.legacy:
-            parts.append(b',"pmsgs":[]')
-        if result.trimmed:
-            parts.append(b',"trimmed":true')
-            log.info("key=%s mid=%d: older messages were trimmed before this fetch", key, mid)
-        parts.append(b"}")
-        return b"".join(parts)
-
-    @staticmethod
-    def _legacy_item(key: str, msg_id: int, msg: bytes) -> bytes:
-        """gopush-cluster 1.0's form: the item is a JSON string holding ``{"msg": "<message JSON as a string>",
-        "mid": N, "gid": 0}``."""
-        text = _message_text(key, msg_id, msg)
-        inner = b'{"msg":%b,"mid":%d,"gid":0}' % (b"null" if text is None else json_string(text), msg_id)
-        return json_string(inner.decode("utf-8"))
-
-    async def _fetch_with_public(self, key: str, mid: int, pmid: int, src: str) -> Reply:
-        """The key's messages after ``mid`` and the public ones after ``pmid``, both asked at once; ``pmsgs`` (and
-        ``ptrimmed``) beside the usual fields. No data only when both are empty and nothing was trimmed."""
-        client = self.view.message_client()
-        private, public = await asyncio.gather(
-            rpc_call(f"key={key}: message GetPrivate", client.get_private(key, mid)),
-            rpc_call(f"key={key} pmid={pmid}: message GetPublic", client.get_public(pmid)),
-            return_exceptions=True)
-        if isinstance(private, BaseException):
-            raise private
-        if isinstance(public, BaseException):
-            raise public
-        if self.on_fetch is not None and private.msgs:
-            self.on_fetch(key, mid, [msg_id for msg_id, _ in private.msgs], src)
-        if not (private.msgs or private.trimmed or public.msgs or public.trimmed):
-            return None
-        item, public_item = (self._legacy_item, _legacy_public_item) if self.legacy else (_item, _public_item)
-        parts = [b'{"msgs":[', b",".join([item(key, msg_id, msg) for msg_id, msg in private.msgs]),
-                 b'],"pmsgs":[', b",".join([public_item(msg_id, msg) for msg_id, msg in public.msgs]), b"]"]
-        if private.trimmed:
-            parts.append(b',"trimmed":true')
-            log.info("key=%s mid=%d: older messages were trimmed before this fetch", key, mid)
-        if public.trimmed:
-            parts.append(b',"ptrimmed":true')
-            log.info("key=%s pmid=%d: older public messages were trimmed before this fetch", key, pmid)
-        parts.append(b"}")
-        return b"".join(parts)
-
-
-def _item(key: str, msg_id: int, msg: bytes) -> bytes:
-    """``{"msg": <message JSON verbatim>, "mid": N, "gid": 0}``."""
-    return b'{"msg":%b,"mid":%d,"gid":0}' % (msg if _message_text(key, msg_id, msg) is not None else b"null", msg_id)
-
-
-def _public_item(msg_id: int, msg: bytes) -> bytes:
-    """A public message: ``{"msg": <message JSON verbatim>, "mid": N, "gid": 1}``."""
-    return b'{"msg":%b,"mid":%d,"gid":1}' % (msg if _message_text(PUBLIC, msg_id, msg) is not None else b"null",
-                                              msg_id)
-
-
-def _legacy_public_item(msg_id: int, msg: bytes) -> bytes:
-    """A public message in the legacy form: a JSON string holding ``{"msg": "<message JSON as a string>", "mid": N,
-    "gid": 1}``."""
-    text = _message_text(PUBLIC, msg_id, msg)
-    inner = b'{"msg":%b,"mid":%d,"gid":1}' % (b"null" if text is None else json_string(text), msg_id)
-    return json_string(inner.decode("utf-8"))
-
-
-def _message_text(key: str, msg_id: int, msg: bytes) -> str | None:
-    """A stored message as JSON text; None (JSON null) for a stored value that is not UTF-8 JSON."""
-    try:
-        text = msg.decode("utf-8")
-        json.loads(text)
-    except (ValueError, RecursionError):
-        log.error("key=%s mid=%d: stored message is not UTF-8 JSON, sent as null", key, msg_id)
-        return None
-    return text
 
 
 class TimeEndpoint(Endpoint):

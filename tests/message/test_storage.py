@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from message.mid import MAX_MID, time_id
-from message.redis_storage import MID_KEY, MSG_KEY, SAVE_LUA, SAVE_MANY_CHUNK, TOP_KEY, TRIM_KEY, RedisStorage
+from message.redis_scripts import SAVE_LUA
+from message.redis_storage import MID_KEY, MSG_KEY, SAVE_MANY_CHUNK, TOP_KEY, TRIM_KEY, RedisStorage
 from message.sqlite_storage import SqliteStorage
 from message.storage import InvalidArgument, Limits, StorageUnavailable
 from tests.helpers import free_port
