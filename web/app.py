@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from typing import Any, Awaitable
 
 import tornado.web
@@ -41,6 +42,7 @@ from web.tracing import WebTracer
 
 log = logging.getLogger(__name__)
 
+LIMITED_LOG_INTERVAL = 10.0   # seconds: at most one access-log line for rate-limited (429) requests per interval
 AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="pushcluster-admin"'}
 
 
@@ -59,6 +61,8 @@ class Api(tornado.web.Application):
         self.access_log = logging.getLogger(access_logger)
         self._running: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._limited_logged = -LIMITED_LOG_INTERVAL   # when the last 429 was logged (monotonic seconds)
+        self._limited_quiet = 0                        # 429s since then, counted but not logged
 
     def start_request(self, server_conn: object,
                       request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
@@ -169,9 +173,18 @@ class Api(tornado.web.Application):
         logger = self.access_log
         if not logger.isEnabledFor(level):
             return
+        more = ""
+        if status == 429:  # a flood is one line per LIMITED_LOG_INTERVAL, not one per request (counted in /stat)
+            now = time.monotonic()
+            if now - self._limited_logged < LIMITED_LOG_INTERVAL:
+                self._limited_quiet += 1
+                return
+            if self._limited_quiet:
+                more = f" (+{self._limited_quiet} more 429 in the last {now - self._limited_logged:.0f}s, not logged)"
+            self._limited_logged, self._limited_quiet = now, 0
         ret = request.ret
-        logger.log(level, "%s %s %d ret=%s %.1fms %s", request.method, request.path, status,
-                   "-" if ret is None else int(ret), 1000.0 * request.request_time(), request.remote_ip)
+        logger.log(level, "%s %s %d ret=%s %.1fms %s%s", request.method, request.path, status,
+                   "-" if ret is None else int(ret), 1000.0 * request.request_time(), request.remote_ip, more)
 
 
 async def _answer_later(api: Api, request: ApiRequest, result: Awaitable[Reply], callback: str | None) -> None:

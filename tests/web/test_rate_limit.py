@@ -45,6 +45,20 @@ async def test_a_burst_then_429_with_retry_after_and_the_envelope(slow_env: WebE
         assert (await slow_env.public.get(path, params={"key": "a", "k": "a", "m": "0"})).status_code == 429
 
 
+async def test_a_flood_of_429s_is_one_access_log_line_per_interval(slow_env: WebEnv,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="web.access.public"):
+        for _ in range(3):
+            assert (await slow_env.public.get("/1/time/get")).status_code == 200
+        for _ in range(20):
+            assert (await slow_env.public.get("/1/time/get")).status_code == 429
+    limited = [r.getMessage() for r in caplog.records if r.name == "web.access.public" and " 429 " in r.getMessage()]
+    assert len(limited) == 1 and "not logged" not in limited[0]
+    response = await slow_env.admin.get("/stat", headers={"Authorization": f"Bearer {slow_env.config.admin.token}"}
+                                        if slow_env.config.admin.token else {})
+    assert envelope(response)["data"]["public"]["refusals"]["rate_limited"] == 20   # every refusal still counted
+
+
 async def test_another_address_is_unaffected(slow_env: WebEnv) -> None:
     while (await slow_env.public.get("/time/get")).status_code == 200:
         pass
