@@ -4,8 +4,10 @@ The answer is the web's :class:`web.cluster.ClusterView` as it is now (static co
 name, ring weight, share of the ring (its weight over the total: ketama hands keys out in that proportion) and
 its RPC / TCP / WebSocket addresses, and what the comet itself says (``CometRPC.Stat``, asked of every comet at
 once, each bounded by ``STAT_TIMEOUT``): its role in the cluster (active, standby, ...), open connections, pushes
-and deliveries so far, uptime — or ``"stat": null`` with the reason when it does not answer. It changes nothing,
-so it is a GET; it needs the admin token when one is set.
+and deliveries so far, uptime, its broadcast counters (``queued``, ``pending``, ``done``, ``refused``, ``dropped``
+of its ``/stat`` ``"broadcast"`` block, :meth:`comet.broadcast.Broadcaster.stats`; null from a comet without one) —
+or ``"stat": null`` with the reason when it does not answer. It changes nothing, so it is a GET; it needs the
+admin token when one is set.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from web.ret import dumps
 log = logging.getLogger(__name__)
 
 STAT_TIMEOUT = 1.0  # seconds a comet gets to answer CometRPC.Stat for the console
+BROADCAST_COUNTERS = ("queued", "pending", "done", "refused", "dropped")  # of the comet's stat "broadcast" block
 
 
 class ClusterEndpoint(Endpoint):
@@ -54,5 +57,13 @@ async def _stat_of(node: CometNode) -> dict[str, Any]:
     connections = stat.get("connections", {})
     return {"stat": {"role": stat.get("cluster", {}).get("role", ""), "uptime": stat.get("uptime", 0),
                      "connections": sum(v for v in connections.values() if isinstance(v, int)),
-                     "pushes": stat.get("pushes", 0), "deliveries": stat.get("deliveries", 0)},
+                     "pushes": stat.get("pushes", 0), "deliveries": stat.get("deliveries", 0),
+                     "broadcast": _broadcast_counters(stat.get("broadcast"))},
             "stat_error": ""}
+
+
+def _broadcast_counters(block: Any) -> dict[str, int] | None:
+    """The console's broadcast counters of a comet's stat block, or None when the comet has no such block."""
+    if not isinstance(block, dict):
+        return None
+    return {name: value if isinstance(value := block.get(name), int) else 0 for name in BROADCAST_COUNTERS}

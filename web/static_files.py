@@ -49,7 +49,7 @@ FILES: dict[str, tuple[str, str, dict[str, str]]] = {
 REDIRECTS = {"/demo": "demo/"}  # relative: also right behind a proxy that adds a path prefix
 
 # The admin console (admin listener only): the page holds no data; its script asks for the admin token and calls
-# the admin JSON API (/stat, /cluster, /key/trace, /msg/trace) on the same origin.
+# the admin JSON API (/stat, /cluster, /key/trace, /key/info, /tag/keys, /msg/trace) on the same origin.
 CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 ADMIN_FILES: dict[str, tuple[str, str, dict[str, str]]] = {

@@ -1,11 +1,14 @@
 """The admin console (web/static/console.*, served on the admin listener at /console/) in headless Chromium against a
 real in-process cluster whose admin listener has a token, and its routes over HTTP.
 
-The browser test logs in (a wrong token first: an error is shown), reads the cluster view, searches a key that had
-a push written to a live connection and one pushed while it was offline, opens the offline message and checks
-that the verdict the page shows is the one ``GET /msg/trace`` gives. Mids are above 2^53, so a page that read them
-as JS numbers would ask for the wrong message. A screenshot of each page goes to the test's tmp dir, and with
-PUSHCLUSTER_DOCS_SCREENSHOT=1 to docs/img/console-*.png (the README's screenshots).
+The browser test logs in (a wrong token first: an error is shown), reads the cluster view (with the comet's
+broadcast counters after one ``POST /push/all``), searches a key that had a push written to a live connection and
+one pushed while it was offline (and tags and an alias set through the admin API), opens the offline message and
+checks that the verdict the page shows is the one ``GET /msg/trace`` gives. Mids are above 2^53, so a page that
+read them as JS numbers would ask for the wrong message. The tag search test pages through the keys of an
+expression (``GET /tag/keys``), opens one in the key view and shows a bad expression's error. A screenshot of each
+page goes to the test's tmp dir, and with PUSHCLUSTER_DOCS_SCREENSHOT=1 to docs/img/console-*.png (the README's
+screenshots).
 """
 from __future__ import annotations
 
@@ -57,6 +60,29 @@ async def api(cluster: BrowserCluster, path: str, **params: Any) -> dict[str, An
     return data
 
 
+async def admin_post(cluster: BrowserCluster, path: str, body: Any = None, **params: Any) -> dict[str, Any]:
+    """POST an admin API path (body as JSON when given); the envelope's data (ret 0 asserted)."""
+    content = None if body is None else json.dumps(body)
+    reply = await cluster.http.post(f"{cluster.admin}{path}", params=params, content=content)
+    assert reply.status_code == 200, reply.text
+    envelope: dict[str, Any] = reply.json()
+    assert envelope["ret"] == 0, envelope
+    data: dict[str, Any] = envelope["data"]
+    return data
+
+
+async def texts(page: Any, selector: str) -> list[str]:
+    result: list[str] = await page.eval_on_selector_all(selector, "els => els.map(e => e.textContent)")
+    return result
+
+
+async def tag_keys_shown(page: Any, keys: list[str]) -> None:
+    """Wait until the tag search shows exactly ``keys`` (a page replaces the previous one's list when it arrives)."""
+    await page.wait_for_function("""expected => !document.getElementById("tag-results").hidden && JSON.stringify(
+        [...document.querySelectorAll("#tag-keys button")].map(b => b.textContent)) === JSON.stringify(expected)""",
+                                 arg=keys)
+
+
 async def shoot(page: Any, tmp_path: Path, name: str) -> None:
     await page.screenshot(path=str(tmp_path / f"console-{name}.png"))
     if os.environ.get("PUSHCLUSTER_DOCS_SCREENSHOT") == "1":
@@ -92,6 +118,17 @@ async def test_console_login_cluster_key_and_message_verdict(make_cluster: Clust
 
     await eventually(traced)
 
+    await admin_post(cluster, "/key/tags", ["staff", "beta", "android"], key=key)
+    assert (await admin_post(cluster, "/key/alias", key=key, alias="alice@example"))["alias"] == "alice@example"
+    broadcast = await admin_post(cluster, "/push/all", {"news": "maintenance at 22:00"}, expire=600)
+    assert broadcast["fc"] == []
+
+    async def broadcast_done() -> bool:
+        stat = (await api(cluster, "/cluster"))["nodes"][0]["stat"]
+        return bool(stat["broadcast"]["done"] == 1)
+
+    await eventually(broadcast_done)
+
     await page.goto(f"{cluster.admin}/console")   # redirects to /console/
     await page.wait_for_selector("#login-view:not([hidden])")
     await page.fill("#token", "not-the-token")
@@ -108,6 +145,8 @@ async def test_console_login_cluster_key_and_message_verdict(make_cluster: Clust
     node = await page.eval_on_selector_all("#nodes tbody tr td", "cells => cells.map(c => c.textContent)")
     assert node[:4] == ["node1", "active", "1", "100.0 %"]
     assert int(node[5]) >= 2   # the comet's own count of pushes (CometRPC.Stat through /cluster)
+    # queued, pending, done, refused, dropped (the comet's /stat "broadcast" block through /cluster)
+    assert await texts(page, "#broadcasts tbody tr td") == ["node1", "1", "0", "1", "0", "0"]
     listeners = await page.eval_on_selector_all("#web-stats tbody tr td:first-child",
                                                 "cells => cells.map(c => c.textContent)")
     assert listeners == ["public", "admin"]
@@ -121,6 +160,9 @@ async def test_console_login_cluster_key_and_message_verdict(make_cluster: Clust
     assert rows == [[offline, "stored_not_fetched"], [delivered, "delivered"]]   # newest first, mids as text
     connections = await page.eval_on_selector_all("#connections tbody tr", "rs => rs.map(r => r.cells[3].textContent)")
     assert connections == ["tcp"]
+    assert await page.text_content("#key-alias") == "alice@example"
+    assert await texts(page, "#key-tags button.tag") == ["android", "beta", "staff"]   # sorted, as /key/info
+    assert await page.is_hidden("#key-info-error")
     await shoot(page, tmp_path, "key")
 
     for mid in (offline, delivered):
@@ -138,6 +180,68 @@ async def test_console_login_cluster_key_and_message_verdict(make_cluster: Clust
         await page.wait_for_selector("#key-view:not([hidden])")
     assert sorted(p.name for p in tmp_path.glob("console-*.png")) == [
         "console-cluster.png", "console-key.png", "console-login.png", "console-message.png"]
+
+
+@needs_chromium
+@module_loop
+async def test_console_tag_search_pages_opens_a_key_and_shows_a_bad_expression(make_cluster: ClusterFactory,
+                                                                                page: Any, tmp_path: Path) -> None:
+    cluster = await start(make_cluster)
+    tagged = {"user-a": ["beta", "android"], "user-b": ["beta"], "user-c": ["staff"],
+              "user-d": ["android", "beta", "staff"], "user-e": ["android", "ios"], "user-f": ["ios", "beta", "android"]}
+    for key, tags in tagged.items():
+        await admin_post(cluster, "/key/tags", tags, key=key)
+    await admin_post(cluster, "/key/alias", key="user-d", alias="dora")
+    expression = '[["beta","android"],["staff"]]'
+
+    await page.goto(f"{cluster.admin}/console/")
+    await page.wait_for_selector("#login-view:not([hidden])")
+    await page.fill("#token", TOKEN)
+    await page.click("#login-button")
+    await page.wait_for_selector("#app:not([hidden])")
+
+    await page.fill("#tag-expr", expression)
+    await page.fill("#tag-count", "3")
+    await page.click("#tag-button")
+    await tag_keys_shown(page, ["user-a", "user-c", "user-d"])
+    assert await page.is_hidden("#tag-prev") and await page.is_visible("#tag-next")
+    await shoot(page, tmp_path, "tags")
+    await page.click("#tag-next")
+    await tag_keys_shown(page, ["user-f"])
+    assert await page.is_hidden("#tag-next") and await page.is_visible("#tag-prev")
+    assert "Page 2: 1 key(s), the last page." == await page.text_content("#tag-page")
+    await page.click("#tag-prev")
+    await tag_keys_shown(page, ["user-a", "user-c", "user-d"])
+    assert await page.is_hidden("#tag-prev") and await page.is_visible("#tag-next")
+
+    await page.click('#tag-keys button[data-key="user-d"]')   # into the key view
+    await page.wait_for_selector("#key-view:not([hidden])")
+    await page.wait_for_function("document.getElementById('key-name').textContent === 'user-d'")
+    assert await page.text_content("#key-alias") == "dora"
+    assert await texts(page, "#key-tags button.tag") == ["android", "beta", "staff"]
+    assert await page.input_value("#key") == "user-d"
+    await page.click('#key-tags button[data-tag="staff"]')   # a tag of the key: the keys with that tag
+    await tag_keys_shown(page, ["user-c", "user-d"])
+    assert await page.input_value("#tag-expr") == '[["staff"]]'
+
+    for bad in ('[["beta","android"]', "[[]]", '[["has space"]]'):
+        reply = (await cluster.http.get(f"{cluster.admin}/tag/keys", params={"tags": bad})).json()
+        assert reply["ret"] == 65534 and reply["msg"], reply
+        await page.fill("#tag-expr", bad)
+        await page.click("#tag-button")
+        await page.wait_for_selector("#tag-error:not([hidden])")
+        assert await page.text_content("#tag-error") == f"tag/keys: {reply['msg']} (ret 65534)"
+        assert await page.is_hidden("#tag-results")
+        await page.fill("#tag-expr", '[["ios"]]')   # a good search clears the error
+        await page.click("#tag-button")
+        await tag_keys_shown(page, ["user-e", "user-f"])
+        assert await page.is_hidden("#tag-error")
+
+    await cluster.message.stop()   # the directory is unreachable: 65535, shown in place (stopped again at the end)
+    await page.click("#tag-button")
+    await page.wait_for_selector("#tag-error:not([hidden])")
+    assert (await page.text_content("#tag-error")).endswith("(ret 65535)")
+    assert await page.is_hidden("#tag-results") and await page.is_visible("#app")
 
 
 @module_loop
@@ -173,5 +277,6 @@ async def test_cluster_endpoint_lists_the_comets_and_needs_the_token(make_cluste
     assert nodes == [{"name": "node1", "weight": 1, "share": 1.0, "rpc": [comet.rpc], "tcp": comet.tcp,
                       "ws": comet.ws, "stat_error": ""}]
     assert stat["role"] == "active" and stat["connections"] == 0 and stat["pushes"] == stat["deliveries"] == 0
+    assert stat["broadcast"] == {"queued": 0, "pending": 0, "done": 0, "refused": 0, "dropped": 0}
     assert stat["uptime"] >= 0
     assert (await cluster.http.post(f"{cluster.admin}/cluster")).status_code == 405

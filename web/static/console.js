@@ -3,9 +3,10 @@
  *
  * The page holds no data. It first calls GET /stat with the token kept in sessionStorage (or none: an admin
  * listener without a token answers); on HTTP 401 it shows a login form. Every call sends
- * "Authorization: Bearer TOKEN". Views: the cluster (/cluster: comets, weights, ring share; /stat: requests per
- * listener, with a rate from two polls), a key (/key/trace: connections and recent messages with their verdict)
- * and a message (/msg/trace: its timeline and verdict). Mids can exceed 2^53, so they are turned into strings in
+ * "Authorization: Bearer TOKEN". Views: the cluster (/cluster: comets, weights, ring share, broadcast counters;
+ * /stat: requests per listener, with a rate from two polls), a key (/key/trace: connections and recent messages
+ * with their verdict; /key/info: its tags and alias), a tag search (/tag/keys: the keys an expression matches,
+ * page by page, each opening the key view) and a message (/msg/trace: its timeline and verdict). Mids can exceed 2^53, so they are turned into strings in
  * the raw JSON text before it is parsed, never read as JS numbers. All text is set with textContent.
  */
 (function () {
@@ -18,6 +19,7 @@
   let lastStat = null;
   let lastComets = {};   // comet name -> its stat at the previous poll (for pushes/s)
   let pollTimer = 0;
+  let tagSearch = null;  // the tag search shown: {expr, count, afters: the "after" cursor of each page, page: index}
 
   class Unauthorized extends Error {}
 
@@ -88,13 +90,21 @@
     $("key").focus();
   }
 
-  function handle(error) {
+  /** Show a failed call: the login form on 401, else the message in the view's error line (the key search's). */
+  function handle(error, where) {
     if (error instanceof Unauthorized) {
       sessionStorage.removeItem(TOKEN_KEY);
       showLogin("The admin listener refused the token.");
     } else {
-      showError($("search-error"), String(error.message || error));
+      showError(where || $("search-error"), String(error.message || error));
     }
+  }
+
+  function muted(text) {
+    const span = document.createElement("span");
+    span.className = "muted";
+    span.textContent = text;
+    return span;
   }
 
   // ---- cluster view ----
@@ -114,6 +124,10 @@
         n.rpc.join(", "), n.tcp.join(", "), n.ws.join(", ")];
     }));
     lastComets = comets;
+    fillTable($("broadcasts"), cluster.nodes.map((n) => {
+      const b = n.stat && n.stat.broadcast;
+      return b ? [n.name, b.queued, b.pending, b.done, b.refused, b.dropped] : [n.name, "-", "-", "-", "-", "-"];
+    }));
     const rows = [];
     for (const name of ["public", "admin"]) {
       const now = stat[name];
@@ -135,9 +149,13 @@
   // ---- key view ----
   async function searchKey(key) {
     showError($("search-error"), "");
-    const data = await api("key/trace?key=" + encodeURIComponent(key));
+    const query = "?key=" + encodeURIComponent(key);
+    // the tags and alias are a second call: when only it fails, the key view still shows the trace
+    const [data, info] = await Promise.all([api("key/trace" + query), api("key/info" + query).catch((e) => e)]);
+    if (info instanceof Unauthorized) throw info;
     currentKey = key;
     $("key-name").textContent = data.key;
+    showKeyInfo(info);
     fillTable($("connections"), data.connections.map((c) => [utc(c.opened), c.closed === null ? "open" : utc(c.closed),
       c.peer, c.proto, c.node, c.reason]));
     const list = $("messages");
@@ -173,6 +191,79 @@
     }
     $("message-view").hidden = true;
     $("key-view").hidden = false;
+  }
+
+  /** The key's alias and tags (each tag a button searching the keys with that tag), or why they are missing. */
+  function showKeyInfo(info) {
+    const failed = info instanceof Error;
+    showError($("key-info-error"), failed ? "Tags and alias: " + info.message : "");
+    const alias = $("key-alias");
+    alias.replaceChildren(failed ? "—" : info.alias === null ? muted("none") : info.alias);
+    const tags = $("key-tags");
+    tags.replaceChildren();
+    if (failed) tags.textContent = "—";
+    else if (!info.tags.length) tags.appendChild(muted("none"));
+    for (const tag of failed ? [] : info.tags) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "tag";
+      button.dataset.tag = tag;
+      button.textContent = tag;
+      button.title = "Keys with this tag";
+      button.addEventListener("click", () => {
+        $("tag-expr").value = JSON.stringify([[tag]]);
+        startTagSearch();
+        $("tag-view").scrollIntoView();
+      });
+      tags.appendChild(button);
+    }
+  }
+
+  // ---- tag search ----
+  function startTagSearch() {
+    const search = {expr: $("tag-expr").value.trim(), count: $("tag-count").value || "100", afters: [""], page: 0};
+    showTagPage(search, 0).catch((error) => {
+      $("tag-results").hidden = true;
+      handle(error, $("tag-error"));
+    });
+  }
+
+  /** Page ``page`` of a tag search (its "after" cursor is search.afters[page]); the expression is checked by
+   * GET /tag/keys, whose msg is shown when it is bad. */
+  async function showTagPage(search, page) {
+    showError($("tag-error"), "");
+    const data = await api("tag/keys?tags=" + encodeURIComponent(search.expr) + "&count="
+      + encodeURIComponent(search.count) + "&after=" + encodeURIComponent(search.afters[page]));
+    search.page = page;
+    search.afters.length = page + 1;
+    if (data.next !== null) search.afters.push(data.next);
+    tagSearch = search;
+    const list = $("tag-keys");
+    list.replaceChildren();
+    if (!data.keys.length) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "No key matches.";
+      list.appendChild(li);
+    }
+    for (const key of data.keys) {
+      const li = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.key = key;
+      button.textContent = key;
+      button.addEventListener("click", () => {
+        $("key").value = key;
+        searchKey(key).then(() => $("key-view").scrollIntoView()).catch(handle);
+      });
+      li.appendChild(button);
+      list.appendChild(li);
+    }
+    $("tag-page").textContent = "Page " + (page + 1) + ": " + data.keys.length + " key(s)"
+      + (data.next === null ? ", the last page." : "; more on the next page.");
+    $("tag-prev").hidden = page === 0;
+    $("tag-next").hidden = data.next === null;
+    $("tag-results").hidden = false;
   }
 
   // ---- message view ----
@@ -216,6 +307,15 @@
     event.preventDefault();
     searchKey($("key").value).catch(handle);
   });
+  $("tag-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    startTagSearch();
+  });
+  for (const [id, step] of [["tag-prev", -1], ["tag-next", 1]]) {
+    $(id).addEventListener("click", () => {
+      if (tagSearch) showTagPage(tagSearch, tagSearch.page + step).catch((error) => handle(error, $("tag-error")));
+    });
+  }
   $("back").addEventListener("click", () => {
     $("message-view").hidden = true;
     $("key-view").hidden = false;
