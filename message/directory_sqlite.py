@@ -3,8 +3,8 @@
 Tables: ``dir_tags`` (tag, key) holds one row per tag of a key (primary key (tag, key): a tag's keys in key order;
 an index (key, tag): a key's tags); ``dir_aliases`` (alias primary key, key unique) one row per alias. The file is
 ``directory.db`` beside the message store's (its own file, so a directory update never waits for a message
-write). All SQL runs on one worker thread owning the connection; every update is one ``BEGIN IMMEDIATE``
-transaction. Text compares with SQLite's BINARY collation, i.e. by UTF-8 bytes, the same order as Redis's
+write). All SQL runs on one worker thread owning the connection (``sqlite_base.SqliteWorker``); every update is
+one ``BEGIN IMMEDIATE`` transaction. Text compares with SQLite's BINARY collation, i.e. by UTF-8 bytes, the same order as Redis's
 ZRANGEBYLEX and Python's ``str``.
 
 A tag expression becomes one SQL statement (``expression_sql``): each AND-group a join of its tags' rows on the
@@ -15,20 +15,16 @@ node's keys.)
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import os
-import sqlite3
-from typing import Callable, Sequence, TypeVar
+from typing import Sequence
 
 from message.directory import (DEFAULT_DIRECTORY_LIMITS, AliasChange, DirectoryLimits, KeyInfo, TagPage,
                                check_alias, check_set_alias, check_tag_query, check_tags, describe)
-from message.sqlite_base import in_transaction, open_database
-from message.storage import StorageUnavailable, check_key
+from message.sqlite_base import SqliteWorker
+from message.storage import check_key
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 FILE_NAME = "directory.db"
 
@@ -65,19 +61,13 @@ class SqliteDirectory:
     def __init__(self, path: str, limits: DirectoryLimits) -> None:
         self.path = path
         self._limits = limits
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-directory")
-        self._conn: sqlite3.Connection | None = None   # used only on the executor's thread
-        self._closed = False
+        self._db = SqliteWorker(path, SCHEMA, name="directory", thread_name="sqlite-directory")
 
     @classmethod
     async def open(cls, path: str, *, limits: DirectoryLimits = DEFAULT_DIRECTORY_LIMITS) -> SqliteDirectory:
         """Open (creating it and its directory if needed) the database at ``path``."""
         directory = cls(path, limits)
-        try:
-            await directory._run("open", directory._connect)
-        except StorageUnavailable:
-            directory._executor.shutdown(wait=True)
-            raise
+        await directory._db.open("directory open")
         log.info("path=%s: sqlite directory open", path)
         return directory
 
@@ -85,14 +75,14 @@ class SqliteDirectory:
         distinct = check_tags(key, tags, self._limits)
 
         def replace() -> None:
-            conn = self._connection()
+            conn = self._db.connection()
             old = {tag for (tag,) in conn.execute("SELECT tag FROM dir_tags WHERE key = ?", (key,))}
             conn.executemany("DELETE FROM dir_tags WHERE tag = ? AND key = ?",
                              [(tag, key) for tag in old.difference(distinct)])
             conn.executemany("INSERT INTO dir_tags (tag, key) VALUES (?, ?)",
                              [(tag, key) for tag in distinct if tag not in old])
 
-        await self._run(f"set tags of key {key!r}", replace, write=True)
+        await self._db.run(f"directory set tags of key {key!r}", replace, write=True)
         log.debug("key=%s: %d tags set", key, len(distinct))
         return distinct
 
@@ -100,7 +90,7 @@ class SqliteDirectory:
         check_set_alias(key, alias, self._limits)
 
         def move() -> AliasChange:
-            conn = self._connection()
+            conn = self._db.connection()
             row = conn.execute("SELECT alias FROM dir_aliases WHERE key = ?", (key,)).fetchone()
             old: str | None = row[0] if row else None
             if not alias:
@@ -114,7 +104,7 @@ class SqliteDirectory:
             conn.execute("INSERT INTO dir_aliases (alias, key) VALUES (?, ?)", (alias, key))
             return AliasChange(alias, holder, old)
 
-        change = await self._run(f"set alias of key {key!r}", move, write=True)
+        change = await self._db.run(f"directory set alias of key {key!r}", move, write=True)
         if change.moved_from is not None:
             log.info("key=%s alias=%s: alias moved from key %s", key, alias, change.moved_from)
         return change
@@ -123,73 +113,37 @@ class SqliteDirectory:
         check_key(key, self._limits.keys)
 
         def read() -> KeyInfo:
-            conn = self._connection()
+            conn = self._db.connection()
             tags = [tag for (tag,) in conn.execute("SELECT tag FROM dir_tags WHERE key = ? ORDER BY tag", (key,))]
             row = conn.execute("SELECT alias FROM dir_aliases WHERE key = ?", (key,)).fetchone()
             return KeyInfo(tags, row[0] if row else None)
 
-        return await self._run(f"info of key {key!r}", read)
+        return await self._db.run(f"directory info of key {key!r}", read)
 
     async def alias_key(self, alias: str) -> str | None:
         check_alias(alias, self._limits)
 
         def read() -> str | None:
-            row = self._connection().execute("SELECT key FROM dir_aliases WHERE alias = ?", (alias,)).fetchone()
+            row = self._db.connection().execute("SELECT key FROM dir_aliases WHERE alias = ?", (alias,)).fetchone()
             return row[0] if row else None
 
-        return await self._run(f"lookup of alias {alias!r}", read)
+        return await self._db.run(f"directory lookup of alias {alias!r}", read)
 
     async def tag_keys(self, expr: Sequence[Sequence[str]], after: str, count: int) -> TagPage:
         groups = check_tag_query(expr, after, count, self._limits)
         sql, params = expression_sql(groups)
 
         def read() -> list[str]:
-            return [key for (key,) in self._connection().execute(sql, {**params, "after": after,
-                                                                       "limit": count + 1})]
+            rows = self._db.connection().execute(sql, {**params, "after": after, "limit": count + 1})
+            return [key for (key,) in rows]
 
-        keys = await self._run(f"tag keys of {describe(groups)}", read)
+        keys = await self._db.run(f"directory tag keys of {describe(groups)}", read)
         if len(keys) > count:
             return TagPage(keys[:count], keys[count - 1])
         return TagPage(keys, None)
 
     async def close(self) -> None:
-        if self._closed:
+        if self._db.closed:
             return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=True)
+        await self._db.close()
         log.info("path=%s: sqlite directory closed", self.path)
-
-    # --- worker thread -------------------------------------------------------------------------------------
-
-    def _connect(self) -> None:
-        self._conn = open_database(self.path, SCHEMA)
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise sqlite3.ProgrammingError("the directory is closed")
-        return self._conn
-
-    # --- loop side -----------------------------------------------------------------------------------------
-
-    async def _run(self, action: str, body: Callable[[], T], *, write: bool = False) -> T:
-        """Run ``body`` on the worker thread (in one write transaction when ``write``); SQLite and file errors
-        become ``StorageUnavailable``."""
-        if self._closed:
-            raise StorageUnavailable(f"directory {action}: the sqlite directory is closed")
-
-        def call() -> T:
-            return in_transaction(self._connection(), body) if write else body()
-
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, call)
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageUnavailable(f"directory {action} failed on {self.path}: {type(exc).__name__}: {exc}") \
-                from exc

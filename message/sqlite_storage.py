@@ -6,28 +6,23 @@ save, like ``push:mid:{K}``/``push:trim:{K}`` in Redis. SQLite integers are int6
 Public (broadcast) messages live in the same tables under ``PUBLIC_KEY``, a key with a control character that
 ``check_key`` refuses, so no caller's key can read, write or delete them; they are capped at ``max_public``.
 
-All SQL runs on one dedicated worker thread (a single-thread executor owning the connection), so the event loop
-never blocks on disk. Every save, trim, fetch and delete is one ``BEGIN IMMEDIATE`` transaction. Expired rows are
+All SQL runs on one dedicated worker thread owning the connection (``sqlite_base.SqliteWorker``), so the event
+loop never blocks on disk. Every save, trim, fetch and delete is one ``BEGIN IMMEDIATE`` transaction. Expired rows are
 removed lazily by ``fetch`` and by a periodic ``sweep`` (which also forgets abandoned keys); both raise the trim
 mark so a reader learns it missed something.
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
 import logging
-import sqlite3
 import time
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Sequence
 
 from message.mid import NS_PER_SECOND, expire_at, time_id
-from message.sqlite_base import in_transaction, open_database
+from message.sqlite_base import SqliteWorker
 from message.storage import (DEFAULT_LIMITS, PUBLIC_LOG_KEY, FetchResult, Limits, StorageUnavailable, check_key,
                              check_message, check_mid, check_save, check_save_many)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 PUBLIC_KEY = "\x01public"  # the reserved key of the public messages (no valid key has a control character)
 
@@ -61,30 +56,24 @@ class SqliteStorage:
         self._limits = limits
         self._now_ns = now_ns
         self._sweep_interval = sweep_interval
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-storage")
-        self._conn: sqlite3.Connection | None = None  # used only on the executor's thread
-        self._sweeper: asyncio.Task[None] | None = None
-        self._closed = False
+        self._db = SqliteWorker(path, SCHEMA, name="store", thread_name="sqlite-storage")
 
     @classmethod
     async def open(cls, path: str, *, limits: Limits = DEFAULT_LIMITS, now_ns: Callable[[], int] = time.time_ns,
                    sweep_interval: float = 60.0) -> SqliteStorage:
         """Open (creating it and its directory if needed) the database at ``path`` and start the sweeper."""
         storage = cls(path, limits=limits, now_ns=now_ns, sweep_interval=sweep_interval)
-        try:
-            await storage._run("open", storage._connect)
-        except StorageUnavailable:
-            storage._executor.shutdown(wait=True)
-            raise
-        storage._sweeper = asyncio.create_task(storage._sweep_forever())
+        await storage._db.open()
+        storage._db.repeat(storage._sweep_interval, storage.sweep, log, "sweep")
         log.info("path=%s: sqlite message store open", path)
         return storage
 
     async def save(self, key: str, msg: bytes, expire: int) -> int:
         check_save(key, msg, expire, self._limits)
         now_ns = self._now_ns()
-        return await self._run("save", self._write,
-                               lambda: self._save_one(key, msg, expire, now_ns, self._limits.max_per_key))
+        return await self._db.run("save",
+                                 lambda: self._save_one(key, msg, expire, now_ns, self._limits.max_per_key),
+                                 write=True)
 
     async def save_many(self, keys: Sequence[str], msg: bytes, expire: int) -> dict[str, int]:
         distinct = check_save_many(keys, msg, expire, self._limits)
@@ -95,7 +84,7 @@ class SqliteStorage:
             return {key: self._save_one(key, msg, expire, now_ns, cap) for key in distinct}
 
         try:
-            return await self._run("save_many", self._write, save_all)
+            return await self._db.run("save_many", save_all, write=True)
         except StorageUnavailable as exc:
             log.error("path=%s: %d keys not saved (first key=%s): %s", self.path, len(distinct),
                       distinct[0] if distinct else "-", exc)
@@ -105,29 +94,31 @@ class SqliteStorage:
         check_key(key, self._limits)
         check_mid(after_mid)
         now_s = self._now_ns() // NS_PER_SECOND
-        return await self._run("fetch", self._write, lambda: self._fetch(key, after_mid, now_s))
+        return await self._db.run("fetch", lambda: self._fetch(key, after_mid, now_s), write=True)
 
     async def save_public(self, msg: bytes, expire: int) -> int:
         check_message(msg, expire, self._limits)
         now_ns = self._now_ns()
-        return await self._run("save_public", self._write,
-                               lambda: self._save_one(PUBLIC_KEY, msg, expire, now_ns, self._limits.max_public))
+        return await self._db.run("save_public",
+                                 lambda: self._save_one(PUBLIC_KEY, msg, expire, now_ns, self._limits.max_public),
+                                 write=True)
 
     async def fetch_public(self, after_mid: int) -> FetchResult:
         check_mid(after_mid)
         now_s = self._now_ns() // NS_PER_SECOND
-        return await self._run("fetch_public", self._write, lambda: self._fetch(PUBLIC_KEY, after_mid, now_s))
+        return await self._db.run("fetch_public", lambda: self._fetch(PUBLIC_KEY, after_mid, now_s),
+                                 write=True)
 
     async def delete(self, key: str) -> int:
         check_key(key, self._limits)
 
         def delete() -> int:
-            conn = self._connection()
+            conn = self._db.connection()
             count = conn.execute("DELETE FROM messages WHERE key = ?", (key,)).rowcount
             conn.execute("UPDATE key_meta SET trim_mid = 0 WHERE key = ?", (key,))
             return count
 
-        return await self._run("delete", self._write, delete)
+        return await self._db.run("delete", delete, write=True)
 
     async def sweep(self) -> None:
         """Remove expired messages (raising trim marks) and forget keys whose last-mid record expired."""
@@ -135,44 +126,20 @@ class SqliteStorage:
 
         def sweep() -> None:
             for sql in SWEEP_SQL:
-                self._connection().execute(sql, {"now": now_s})
+                self._db.connection().execute(sql, {"now": now_s})
 
-        await self._run("sweep", self._write, sweep)
+        await self._db.run("sweep", sweep, write=True)
 
     async def close(self) -> None:
-        if self._closed:
+        if self._db.closed:
             return
-        self._closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=True)
+        await self._db.close()
         log.info("path=%s: sqlite message store closed", self.path)
 
     # --- worker thread -------------------------------------------------------------------------------------
 
-    def _connect(self) -> None:
-        self._conn = open_database(self.path, SCHEMA)
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise sqlite3.ProgrammingError("the store is closed")
-        return self._conn
-
-    def _write(self, body: Callable[[], T]) -> T:
-        """Run ``body`` in one write transaction: all of it is committed or none."""
-        return in_transaction(self._connection(), body)
-
     def _save_one(self, key: str, msg: bytes, expire: int, now_ns: int, cap: int) -> int:
-        conn = self._connection()
+        conn = self._db.connection()
         limits = self._limits
         now_s = now_ns // NS_PER_SECOND
         row = conn.execute("SELECT last_mid, expire_at FROM key_meta WHERE key = ?", (key,)).fetchone()
@@ -193,7 +160,7 @@ class SqliteStorage:
         return mid
 
     def _fetch(self, key: str, after_mid: int, now_s: int) -> FetchResult:
-        conn = self._connection()
+        conn = self._db.connection()
         rows = conn.execute("SELECT mid, expire_at, msg FROM messages WHERE key = ? AND mid > ? ORDER BY mid",
                             (key, after_mid)).fetchall()
         meta = conn.execute("SELECT trim_mid FROM key_meta WHERE key = ?", (key,)).fetchone()
@@ -207,23 +174,3 @@ class SqliteStorage:
                       len(expired))
         msgs = [(mid, bytes(msg)) for mid, expires, msg in rows if now_s <= expires]
         return FetchResult(msgs, trim_mark > after_mid)
-
-    # --- loop side -----------------------------------------------------------------------------------------
-
-    async def _run(self, action: str, func: Callable[..., T], *args: object) -> T:
-        """Run ``func(*args)`` on the worker thread; SQLite and file errors become ``StorageUnavailable``."""
-        if self._closed:
-            raise StorageUnavailable(f"{action}: the sqlite store is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, func, *args)
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageUnavailable(f"{action} failed on {self.path}: {type(exc).__name__}: {exc}") from exc
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            try:
-                await self.sweep()
-            except StorageUnavailable as exc:
-                log.error("path=%s: sweep failed: %s", self.path, exc)

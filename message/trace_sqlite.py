@@ -7,24 +7,19 @@ list to the newest records that fit the cap; a record older than ``retention`` s
 periodic :meth:`SqliteTraceStore.sweep` deletes it.
 
 The file is separate from the message store's (a trace write never waits for a message write) and all SQL runs
-on one worker thread that owns the connection; each batch is one ``BEGIN IMMEDIATE`` transaction.
+on one worker thread that owns the connection (``sqlite_base.SqliteWorker``); each batch is one
+``BEGIN IMMEDIATE`` transaction.
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
 import logging
-import sqlite3
 import time
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Sequence
 
-from message.sqlite_base import in_transaction, open_database
-from message.storage import StorageUnavailable
+from message.sqlite_base import SqliteWorker
 from message.trace_store import Group, MessageTraceConfig, TraceRecord, group
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trace_records (
@@ -43,21 +38,14 @@ class SqliteTraceStore:
         self.path = path
         self._config = config
         self._now = now
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-trace")
-        self._conn: sqlite3.Connection | None = None
-        self._sweeper: asyncio.Task[None] | None = None
-        self._closed = False
+        self._db = SqliteWorker(path, SCHEMA, name="trace store", thread_name="sqlite-trace")
 
     @classmethod
     async def open(cls, path: str, config: MessageTraceConfig, *,
                    now: Callable[[], float] = time.time) -> SqliteTraceStore:
         store = cls(path, config, now)
-        try:
-            await store._run("open", store._connect)
-        except StorageUnavailable:
-            store._executor.shutdown(wait=True)
-            raise
-        store._sweeper = asyncio.get_running_loop().create_task(store._sweep_forever())
+        await store._db.open("trace open")
+        store._db.repeat(config.sweep_interval, store.sweep, log, "trace sweep")
         log.info("path=%s: sqlite trace store open", path)
         return store
 
@@ -74,77 +62,38 @@ class SqliteTraceStore:
             for item in groups:
                 self._write_group(item, now)
 
-        await self._run("write", self._transaction, write_all)
+        await self._db.run("trace write", write_all, write=True)
 
     async def message_records(self, key: str) -> list[bytes]:
         since = self._now() - self._config.retention
-        return await self._run("read", lambda: self._records(key, 0, since))
+        return await self._db.run("trace read", lambda: self._records(key, 0, since))
 
     async def history_records(self, key: str) -> list[bytes]:
         since = self._now() - self._config.retention
-        return await self._run("read", lambda: self._records(key, 1, since))
+        return await self._db.run("trace read", lambda: self._records(key, 1, since))
 
     async def sweep(self) -> None:
         """Delete every record older than the retention."""
         since = self._now() - self._config.retention
-        await self._run("sweep", self._transaction,
-                        lambda: self._db().execute("DELETE FROM trace_records WHERE at < ?", (since,)))
+
+        def sweep() -> None:
+            self._db.connection().execute("DELETE FROM trace_records WHERE at < ?", (since,))
+
+        await self._db.run("trace sweep", sweep, write=True)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=True)
+        await self._db.close()
 
     # --- worker thread -------------------------------------------------------------------------------------
 
-    def _connect(self) -> None:
-        self._conn = open_database(self.path, SCHEMA)
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise sqlite3.ProgrammingError("the trace store is closed")
-        return self._conn
-
-    def _transaction(self, body: Callable[[], T]) -> T:
-        return in_transaction(self._db(), body)
-
     def _records(self, key: str, history: int, since: float) -> list[bytes]:
-        rows = self._db().execute("SELECT record FROM trace_records WHERE key = ? AND history = ? AND at >= ?"
-                                  " ORDER BY id", (key, history, since)).fetchall()
+        rows = self._db.connection().execute("SELECT record FROM trace_records WHERE key = ? AND history = ?"
+                                             " AND at >= ? ORDER BY id", (key, history, since)).fetchall()
         return [bytes(record) for (record,) in rows]
 
     def _write_group(self, item: Group, now: float) -> None:
-        db, history = self._db(), int(item.history)
+        db, history = self._db.connection(), int(item.history)
         db.executemany("INSERT INTO trace_records (key, history, at, record) VALUES (?, ?, ?, ?)",
                        [(item.key, history, now, record) for record in item.records])
         cap = self._config.max_history_records if item.history else self._config.max_message_records
         db.execute(TRIM_SQL, {"key": item.key, "history": history, "cap": cap})
-
-    # --- loop side -----------------------------------------------------------------------------------------
-
-    async def _run(self, action: str, func: Callable[..., T], *args: object) -> T:
-        if self._closed:
-            raise StorageUnavailable(f"trace {action}: the sqlite trace store is closed")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageUnavailable(f"trace {action} failed on {self.path}: {type(exc).__name__}: {exc}") from exc
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.sweep_interval)
-            try:
-                await self.sweep()
-            except StorageUnavailable as exc:
-                log.error("path=%s: trace sweep failed: %s", self.path, exc)

@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import httpx
 import pytest
 import websockets
 
-from message import config as message_config
-from message.node import MessageNode
-from tests.helpers import free_port
 from tests.integration.conftest import sub_command
-from tests.processes import RoleProcess, tracebacks
-from web import config as web_config
-from web.node import WebNode
+from tests.integration.two_comets import COMETS, TwoComets, two_comets
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 
-COMETS = ("node1", "node2")
 CONNECT_AT_ONCE = 100   # subscribes in flight at once
 READ_DEADLINE = 30.0    # seconds a connection may wait for its next frame (an upper bound, not a timing)
 
@@ -94,21 +86,8 @@ class WsSub(Sub):
         await self.conn.close()
 
 
-@dataclass
-class Stack:
-    web: WebNode
-    http: httpx.AsyncClient
-    public: str
-    admin: str
-    comets: dict[str, RoleProcess]
-    tcp: dict[str, tuple[str, int]]
-    ws: dict[str, str]
-
-    def comet_of(self, key: str) -> str:
-        assert self.web.view is not None
-        node = self.web.view.pick(key)
-        assert node is not None
-        return node.name
+class Stack(TwoComets):
+    """The running stack, with the calls these tests make: broadcast, public fetch, many subscribers."""
 
     async def broadcast(self, body: Any, expire: int = 600) -> dict[str, Any]:
         reply = await self.http.post(f"{self.admin}/push/all", params={"expire": expire}, content=json.dumps(body))
@@ -142,62 +121,10 @@ class Stack:
         return list(await asyncio.gather(*(one(n) for n in range(tcp + ws))))
 
 
-async def listening(port: int, deadline: float = 20.0) -> None:
-    """Wait (without blocking the loop) until something accepts connections on 127.0.0.1:port."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            assert loop.time() < end, f"nothing listens on {port}"
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-
-
 @pytest.fixture
 async def stack(redis_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    msg_rpc = f"127.0.0.1:{free_port()}"
-    message = MessageNode(message_config.load(None, {"rpc": {"bind": msg_rpc},
-                                                     "storage": {"backend": "redis", "redis": {"r1": redis_url}}}))
-    await message.start()
-    comets: dict[str, RoleProcess] = {}
-    ports: dict[str, dict[str, int]] = {}
-    web: WebNode | None = None
-    try:
-        for name in COMETS:
-            ports[name] = {kind: free_port() for kind in ("tcp", "ws", "rpc")}
-            comets[name] = RoleProcess("comet", name, {
-                "node": {"name": name},
-                "bind": {"tcp": [f"127.0.0.1:{ports[name]['tcp']}"], "ws": [f"127.0.0.1:{ports[name]['ws']}"],
-                         "rpc": f"127.0.0.1:{ports[name]['rpc']}", "stat": ""},
-                "ring": {"nodes": {comet: 1 for comet in COMETS}},
-                "message": {"rpc": msg_rpc}}, tmp_path)
-            comets[name].start()
-        for name in COMETS:
-            for port in ports[name].values():
-                await listening(port)
-        public, admin = free_port(), free_port()
-        web = WebNode(web_config.load(None, {
-            "public": {"bind": [f"127.0.0.1:{public}"]}, "admin": {"bind": [f"127.0.0.1:{admin}"]},
-            "rpc": {"comet_timeout": 2.0}, "message": {"rpc": msg_rpc},
-            "comets": {name: {"rpc": [f"127.0.0.1:{ports[name]['rpc']}"], "tcp": [f"127.0.0.1:{ports[name]['tcp']}"],
-                              "ws": [f"127.0.0.1:{ports[name]['ws']}"]} for name in COMETS}}))
-        await web.start()
-        async with httpx.AsyncClient(timeout=15) as http:
-            yield Stack(web=web, http=http, public=f"http://127.0.0.1:{public}", admin=f"http://127.0.0.1:{admin}",
-                        comets=comets, tcp={name: ("127.0.0.1", ports[name]["tcp"]) for name in COMETS},
-                        ws={name: f"ws://127.0.0.1:{ports[name]['ws']}" for name in COMETS})
-        assert not tracebacks(list(comets.values())), "a comet logged a traceback"
-    finally:
-        if web is not None:
-            await web.stop()
-        for process in comets.values():
-            process.close()
-        await message.stop()
+    async with two_comets(Stack, redis_url, tmp_path) as running:
+        yield running
 
 
 async def close_all(subs: list[Sub]) -> None:

@@ -12,26 +12,23 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from comet.config import CometConfig
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually
 from tests.integration.conftest import TcpSubscriber, sub_command
 from tests.integration.test_cluster import refused
 from tests.processes import RoleProcess
-from web import config as web_config
-from web.node import WebNode
+from tests.sdk.zkstack import KEY, SESSION_TIMEOUT, ZkCluster
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.redis, pytest.mark.integration]
 
 if "zookeeper" not in {f.name for f in dataclasses.fields(CometConfig)}:
     pytest.skip("the comet role has no cluster mode yet (no [zookeeper] in comet/config.py)", allow_module_level=True)
-
-SESSION_TIMEOUT = 1.0
-KEY = "alice"
 
 
 @dataclass
@@ -44,43 +41,13 @@ class Pushes:
         return [mid for _at, ret, mid, _took in self.results if ret == 0 and mid is not None]
 
 
-class Cluster:
-    def __init__(self, redis_url: str, zk_hosts: str, directory: Any) -> None:
-        self.zookeeper = {"hosts": zk_hosts, "root": "/pc", "session_timeout": SESSION_TIMEOUT}
-        self.redis_url, self.directory = redis_url, directory
-        self.processes: list[RoleProcess] = []
-        self.web: WebNode | None = None
+class Cluster(ZkCluster):
+    """The SDK tests' ZooKeeper cluster, plus an HTTP client to the web node and how the active comet is stopped."""
+
+    def __init__(self, redis_url: str, zk_hosts: str, directory: Path) -> None:
+        super().__init__(redis_url, zk_hosts, directory)
         self.http = httpx.AsyncClient(timeout=10)
-        self.public = self.admin = ""
         self.stop_active = "kill"
-
-    def start_message(self) -> None:
-        address = f"127.0.0.1:{free_port()}"
-        self._start("message", "message", {"rpc": {"bind": address},
-                                           "storage": {"redis": {"r1": self.redis_url}, "max_per_key": 1000},
-                                           "zookeeper": self.zookeeper})
-
-    def start_comet(self, label: str, name: str) -> tuple[RoleProcess, str, str]:
-        tcp, rpc = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        process = self._start("comet", label, {"node": {"name": name},
-                                               "bind": {"tcp": [tcp], "ws": [f"127.0.0.1:{free_port()}"],
-                                                        "rpc": rpc, "stat": ""},
-                                               "zookeeper": self.zookeeper})
-        return process, tcp, rpc
-
-    async def start_web(self) -> None:
-        public, admin = free_port(), free_port()
-        self.web = WebNode(web_config.load(None, {"public": {"bind": [f"127.0.0.1:{public}"]},
-                                                  "admin": {"bind": [f"127.0.0.1:{admin}"]},
-                                                  "rpc": {"comet_timeout": 1.0}, "zookeeper": self.zookeeper}))
-        await self.web.start()
-        self.public, self.admin = f"http://127.0.0.1:{public}", f"http://127.0.0.1:{admin}"
-
-    def _start(self, role: str, label: str, config: dict) -> RoleProcess:
-        process = RoleProcess(role, label, config, self.directory)
-        process.start()
-        self.processes.append(process)
-        return process
 
     async def server(self, key: str) -> Any:
         reply = (await self.http.get(f"{self.public}/1/server/get", params={"k": key, "p": 2})).json()
@@ -111,10 +78,7 @@ class Cluster:
 
     async def close(self) -> None:
         await self.http.aclose()
-        if self.web is not None:
-            await self.web.stop()
-        for process in reversed(self.processes):
-            process.close()
+        await super().close()
 
 
 @pytest.fixture
@@ -140,10 +104,10 @@ async def run_failover(cluster: Cluster) -> dict[str, float]:
     """Start message + web + active and standby comets of one name; stop the active one (``cluster.stop_active``:
     "kill" or "term") while pushing; check the invariants; return the measured times."""
     cluster.start_message()
-    active, active_tcp, _ = cluster.start_comet("comet-a", "node1")
+    active, active_tcp = cluster.start_comet("comet-a", "node1")
     await cluster.start_web()
     await eventually(lambda: _server_is(cluster, KEY, active_tcp), timeout=20)
-    standby, standby_tcp, _ = cluster.start_comet("comet-b", "node1")
+    standby, standby_tcp = cluster.start_comet("comet-b", "node1")
     host, port = standby_tcp.rsplit(":", 1)
     await eventually(lambda: _refuses(host, int(port)), timeout=20)   # up, registered behind the active one: "-n"
     assert await cluster.server(KEY) == active_tcp
@@ -240,7 +204,7 @@ async def test_sigterm_of_the_active_comet(cluster: Cluster, record_property) ->
 
 async def test_adding_a_comet_name_moves_only_its_keys(cluster: Cluster) -> None:
     cluster.start_message()
-    _first, first_tcp, _ = cluster.start_comet("comet-1", "node1")
+    _first, first_tcp = cluster.start_comet("comet-1", "node1")
     await cluster.start_web()
     keys = [f"user{i}" for i in range(24)]
     await eventually(lambda: _server_is(cluster, keys[0], first_tcp), timeout=20)
@@ -248,7 +212,7 @@ async def test_adding_a_comet_name_moves_only_its_keys(cluster: Cluster) -> None
     await eventually(lambda: _accepts(host, int(port), keys[0]), timeout=10)   # active by its own view too
     subscribers = {key: await TcpSubscriber.connect((host, int(port)), key) for key in keys}
     try:
-        _second, second_tcp, _ = cluster.start_comet("comet-2", "node2")
+        _second, second_tcp = cluster.start_comet("comet-2", "node2")
         await eventually(lambda: len(cluster.web.view.nodes) == 2, timeout=20)
         moved = [key for key in keys if await cluster.server(key) == second_tcp]
         assert 0 < len(moved) < len(keys)

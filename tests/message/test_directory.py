@@ -10,17 +10,16 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from message.client import MessageClient, MessageNodeInfo, MessagePool
-from message.config import load
+from message.client import MessageNodeInfo, MessagePool
 from message.directory import (DirectoryLimits, InvalidArgument, check_alias, check_expr, check_page, check_tag,
                                check_tags)
 from message.directory_redis import SET_TAGS, RedisDirectory, directory_shard
 from message.directory_sqlite import SqliteDirectory
-from message.node import MessageNode
 from message.storage import StorageUnavailable
 from tests.helpers import free_port
-from thirdparty.rpc_client import RemoteError, RpcClient
-from thirdparty.rpc_codec import ERR_INTERNAL, ERR_PARAM
+from tests.message.conftest import assert_param_error, raw_rpc
+from thirdparty.rpc_client import RemoteError
+from thirdparty.rpc_codec import ERR_INTERNAL
 
 
 async def open_directory(backend, where, **options):
@@ -382,28 +381,6 @@ async def test_redis_survives_a_flushed_script_cache_and_a_down_server_is_unavai
 
 # --- over a real MessageNode ----------------------------------------------------------------------------------
 
-def node_config(storage):
-    return load(None, overrides={"rpc": {"bind": f"127.0.0.1:{free_port()}"}, "storage": storage})
-
-
-@pytest.fixture
-async def start_node():
-    started = []
-
-    async def start(storage):
-        config = node_config(storage)
-        node = MessageNode(config)
-        await node.start()
-        client = MessageClient(config.rpc.bind, timeout=2.0)
-        started.append((node, client))
-        return node, client
-
-    yield start
-    for node, client in started:
-        await client.close()
-        await node.stop()
-
-
 @pytest.fixture(params=["redis", "sqlite"])
 async def node_storage(request, tmp_path):
     if request.param == "redis":
@@ -474,13 +451,8 @@ async def test_rpc_bad_params_get_65534_and_change_nothing(start_node, redis_url
     node, client = await start_node({"redis": {"r1": redis_url}})
     await client.set_tags("k", ["a"])
     await client.set_alias("k", "alias")
-    raw = RpcClient(node.config.rpc.bind, timeout=2.0)
-    try:
-        with pytest.raises(RemoteError) as info:
-            await raw.call(f"MessageRPC.{method}", *params)
-        assert info.value.code == ERR_PARAM
-    finally:
-        await raw.close()
+    async with raw_rpc(node.config.rpc.bind) as raw:
+        await assert_param_error(raw, method, params)
     assert await client.key_info("k") == {"tags": ["a"], "alias": "alias"}
 
 

@@ -1,12 +1,13 @@
 """GET /metrics on a message node's optional [bind] metrics listener, over real Redis and a real MessageClient."""
 from __future__ import annotations
 
+import functools
+
 import httpx
 import pytest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from message.client import MessageClient
 from message.config import load
 from message.node import MessageNode
 from thirdparty.confload import ConfigError
@@ -18,23 +19,9 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
-async def start_node():
-    """``await start_node(storage, metrics="127.0.0.1:0")`` -> (node, client); all are stopped after the test."""
-    started = []
-
-    async def start(storage, metrics="127.0.0.1:0"):
-        config = load(None, overrides={"rpc": {"bind": f"127.0.0.1:{free_port()}"}, "storage": storage,
-                                       "bind": {"metrics": metrics}})
-        node = MessageNode(config)
-        await node.start()
-        client = MessageClient(config.rpc.bind, timeout=2.0)
-        started.append((node, client))
-        return node, client
-
-    yield start
-    for node, client in started:
-        await client.close()
-        await node.stop()
+def start_node(start_node):
+    """The conftest's ``start_node`` with a metrics listener on a free port unless ``metrics=`` says otherwise."""
+    return functools.partial(start_node, metrics="127.0.0.1:0")
 
 
 async def scrape(node: MessageNode) -> Samples:

@@ -3,60 +3,24 @@ SQLite), MessageRPC.SavePublic / GetPublic on a real MessageNode, and MessageCli
 
 The clock is injected, so expiry and backwards clock steps need no sleeping.
 """
+import functools
+
 import pytest
 import redis
 
-from message.client import FetchResult, MessageClient, MessageNodeInfo, MessagePool
+from message.client import FetchResult, MessageNodeInfo, MessagePool
 from message.config import load
 from message.mid import MAX_MID, time_id
-from message.node import MessageNode
 from message.redis_storage import (MID_KEY, MSG_KEY, PUBLIC_MID, PUBLIC_MSG, PUBLIC_RING_NAME, PUBLIC_TOP,
                                    PUBLIC_TRIM, RedisStorage)
-from message.sqlite_storage import SqliteStorage
-from message.storage import InvalidArgument, Limits, StorageUnavailable
+from message.storage import Limits, StorageUnavailable
 from tests.helpers import free_port
+from tests.message.conftest import HOUR, START_NS, Clock, assert_param_error, assert_rejected_before_io, raw_rpc
 from tests.message.test_pool import FirstChoice, ScriptedNode
 from thirdparty.confload import ConfigError
 from thirdparty.ring import Ring
-from thirdparty.rpc_client import RemoteError, RpcClient, RpcUnavailable
-from thirdparty.rpc_codec import ERR_INTERNAL, ERR_PARAM
-
-START_NS = 1_700_000_000_000_000_000
-HOUR = 3600
-
-
-class Clock:
-    """An injectable ``now_ns`` that only moves when told to."""
-
-    def __init__(self, ns: int = START_NS) -> None:
-        self.ns = ns
-
-    def __call__(self) -> int:
-        return self.ns
-
-    def step(self, seconds: float) -> None:
-        self.ns += int(seconds * 1_000_000_000)
-
-
-@pytest.fixture(params=["redis", "sqlite"])
-async def make_store(request, tmp_path):
-    """``await make_store(limits=..., clock=...)`` opens a store of the parametrized back end; all are closed."""
-    backend = request.param
-    url = request.getfixturevalue("redis_url") if backend == "redis" else None
-    opened = []
-
-    async def make(limits=Limits(), clock=None):
-        clock = clock or Clock()
-        if backend == "redis":
-            store = RedisStorage({"r1": url}, limits=limits, now_ns=clock)
-        else:
-            store = await SqliteStorage.open(str(tmp_path / "messages.db"), limits=limits, now_ns=clock)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        await store.close()
+from thirdparty.rpc_client import RemoteError, RpcUnavailable
+from thirdparty.rpc_codec import ERR_INTERNAL
 
 
 def dead_shard_names() -> tuple[str, str]:
@@ -156,15 +120,7 @@ BAD_CALLS = [
 
 @pytest.mark.parametrize("method, args", BAD_CALLS)
 async def test_bad_arguments_are_rejected_before_any_io(tmp_path, method, args):
-    dead_redis = RedisStorage({"dead": f"redis://127.0.0.1:{free_port()}/0"})
-    closed_sqlite = await SqliteStorage.open(str(tmp_path / "m.db"))
-    await closed_sqlite.close()
-    try:
-        for store in (dead_redis, closed_sqlite):
-            with pytest.raises(InvalidArgument):
-                await getattr(store, method)(*args)
-    finally:
-        await dead_redis.close()
+    await assert_rejected_before_io(tmp_path, method, args)
 
 
 async def test_redis_public_records_live_on_the_ring_shard_of_push_pub(redis_url):
@@ -225,22 +181,9 @@ async def test_a_dead_public_shard_raises_storage_unavailable_and_keys_elsewhere
 # --- MessageRPC on a real node, MessageClient, MessagePool -------------------------------------------------------
 
 @pytest.fixture
-async def start_node():
-    """``await start_node(storage_overrides, **rpc)`` -> (node, client); all are stopped after the test."""
-    started = []
-
-    async def start(storage, **rpc):
-        config = load(None, overrides={"rpc": {"bind": f"127.0.0.1:{free_port()}", **rpc}, "storage": storage})
-        node = MessageNode(config, now_ns=lambda: START_NS)
-        await node.start()
-        client = MessageClient(config.rpc.bind, timeout=2.0)
-        started.append((node, client))
-        return node, client
-
-    yield start
-    for node, client in started:
-        await client.close()
-        await node.stop()
+def start_node(start_node):
+    """The conftest's ``start_node`` with the node's clock frozen at START_NS."""
+    return functools.partial(start_node, now_ns=lambda: START_NS)
 
 
 def storage_of(backend, request, tmp_path):
@@ -297,24 +240,16 @@ async def test_rpc_get_public_pages_by_the_byte_budget(start_node, redis_url):
 ])
 async def test_bad_params_get_65534_and_the_node_keeps_serving(start_node, redis_url, method, params):
     node, client = await start_node({"redis": {"r1": redis_url}})
-    raw = RpcClient(node.config.rpc.bind, timeout=2.0)
-    try:
-        with pytest.raises(RemoteError) as info:
-            await raw.call(f"MessageRPC.{method}", *params)
-        assert info.value.code == ERR_PARAM
-    finally:
-        await raw.close()
+    async with raw_rpc(node.config.rpc.bind) as raw:
+        await assert_param_error(raw, method, params)
     mid = await client.save_public(b"ok", 60)
     assert (await client.get_public(0)).msgs == [(mid, b"ok")]
 
 
 async def test_a_str_public_message_is_stored_as_utf8(start_node, redis_url):
     node, client = await start_node({"redis": {"r1": redis_url}})
-    raw = RpcClient(node.config.rpc.bind, timeout=2.0)
-    try:
+    async with raw_rpc(node.config.rpc.bind) as raw:
         mid = await raw.call("MessageRPC.SavePublic", '{"t":"é"}', 60)
-    finally:
-        await raw.close()
     assert (await client.get_public(0)).msgs == [(mid, '{"t":"é"}'.encode())]
 
 

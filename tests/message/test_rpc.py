@@ -1,4 +1,6 @@
 """A real MessageNode on a free port, over real Redis (and SQLite), called by a real MessageClient."""
+import functools
+
 import pytest
 
 from message.__main__ import main
@@ -6,9 +8,10 @@ from message.client import FetchResult, MessageClient
 from message.config import load
 from message.mid import time_id
 from message.node import MessageNode
-from thirdparty.rpc_client import RemoteError, RpcClient, RpcUnavailable
-from thirdparty.rpc_codec import ERR_INTERNAL, ERR_PARAM
+from thirdparty.rpc_client import RemoteError, RpcUnavailable
+from thirdparty.rpc_codec import ERR_INTERNAL
 from tests.helpers import free_port
+from tests.message.conftest import assert_param_error, raw_rpc
 
 NOW_NS = 1_700_000_000_000_000_000
 
@@ -18,22 +21,9 @@ def make_config(storage, **rpc):
 
 
 @pytest.fixture
-async def start_node():
-    """``await start_node(storage_overrides, **rpc)`` -> (node, client); all are stopped after the test."""
-    started = []
-
-    async def start(storage, **rpc):
-        config = make_config(storage, **rpc)
-        node = MessageNode(config, now_ns=lambda: NOW_NS)
-        await node.start()
-        client = MessageClient(config.rpc.bind, timeout=2.0)
-        started.append((node, client))
-        return node, client
-
-    yield start
-    for node, client in started:
-        await client.close()
-        await node.stop()
+def start_node(start_node):
+    """The conftest's ``start_node`` with the node's clock frozen at NOW_NS."""
+    return functools.partial(start_node, now_ns=lambda: NOW_NS)
 
 
 @pytest.fixture(params=["redis", "sqlite"])
@@ -83,23 +73,15 @@ async def test_every_method(client):
 ])
 async def test_bad_params_get_65534_and_the_node_keeps_serving(start_node, redis_url, method, params):
     node, client = await start_node({"redis": {"r1": redis_url}})
-    raw = RpcClient(node.config.rpc.bind, timeout=2.0)
-    try:
-        with pytest.raises(RemoteError) as info:
-            await raw.call(f"MessageRPC.{method}", *params)
-        assert info.value.code == ERR_PARAM
+    async with raw_rpc(node.config.rpc.bind) as raw:
+        await assert_param_error(raw, method, params)
         assert await raw.call("MessageRPC.Ping") == "pong"
-    finally:
-        await raw.close()
     assert await client.save_private("k", b"ok", 60) > 0
 
 
 async def test_a_str_message_is_stored_as_utf8(client):
-    raw = RpcClient(client.address, timeout=2.0)
-    try:
+    async with raw_rpc(client.address) as raw:
         mid = await raw.call("MessageRPC.SavePrivate", "k", '{"t":"é"}', 60)
-    finally:
-        await raw.close()
     assert (await client.get_private("k", 0)).msgs == [(mid, '{"t":"é"}'.encode())]
 
 

@@ -13,46 +13,9 @@ from message.mid import MAX_MID, time_id
 from message.redis_scripts import SAVE_LUA
 from message.redis_storage import MID_KEY, MSG_KEY, SAVE_MANY_CHUNK, TOP_KEY, TRIM_KEY, RedisStorage
 from message.sqlite_storage import SqliteStorage
-from message.storage import InvalidArgument, Limits, StorageUnavailable
+from message.storage import Limits, StorageUnavailable
 from tests.helpers import free_port
-
-START_NS = 1_700_000_000_000_000_000
-HOUR = 3600
-
-
-class Clock:
-    """An injectable ``now_ns`` that only moves when told to."""
-
-    def __init__(self, ns: int = START_NS) -> None:
-        self.ns = ns
-
-    def __call__(self) -> int:
-        return self.ns
-
-    def step(self, seconds: float) -> None:
-        self.ns += int(seconds * 1_000_000_000)
-
-
-@pytest.fixture(params=["redis", "sqlite"])
-async def make_store(request, tmp_path):
-    """``await make_store(limits=..., clock=...)`` opens a store of the parametrized back end; all are closed."""
-    backend = request.param
-    url = request.getfixturevalue("redis_url") if backend == "redis" else None
-    opened = []
-
-    async def make(limits=Limits(), clock=None, path=None):
-        clock = clock or Clock()
-        if backend == "redis":
-            store = RedisStorage({"r1": url}, limits=limits, now_ns=clock)
-        else:
-            store = await SqliteStorage.open(str(path or tmp_path / "data" / "messages.db"), limits=limits,
-                                             now_ns=clock)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        await store.close()
+from tests.message.conftest import HOUR, START_NS, Clock, assert_rejected_before_io
 
 
 @pytest.fixture
@@ -226,16 +189,7 @@ BAD_CALLS = [
 @pytest.mark.parametrize("method, args", BAD_CALLS)
 async def test_bad_arguments_are_rejected_before_any_io(tmp_path, method, args):
     """The stores cannot do I/O (a Redis on a closed port, a closed SQLite file), yet reject with ValueError."""
-    dead_redis = RedisStorage({"dead": f"redis://127.0.0.1:{free_port()}/0"})
-    closed_sqlite = await SqliteStorage.open(str(tmp_path / "m.db"))
-    await closed_sqlite.close()
-    try:
-        for store in (dead_redis, closed_sqlite):
-            with pytest.raises(InvalidArgument) as info:
-                await getattr(store, method)(*args)
-            assert isinstance(info.value, ValueError)
-    finally:
-        await dead_redis.close()
+    await assert_rejected_before_io(tmp_path, method, args)
 
 
 # --- Redis specifics --------------------------------------------------------------------------------------

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator
 
 import pytest
 
@@ -24,7 +23,8 @@ from comet.config import CometConfig
 from comet.subscriber import Subscriber
 from comet.subscriber_api import GID_PUBLIC, Message, PushClusterError
 from comet.subscriber_logic import ReconnectPolicy
-from tests.chaos.cluster import PERSISTENT, redis_ready
+from tests.chaos import conftest as chaos_fixtures
+from tests.chaos.cluster import redis_ready
 from tests.conftest import RedisServer
 from tests.helpers import eventually
 from tests.sdk.conftest import collect
@@ -36,23 +36,10 @@ pytestmark = [pytest.mark.zookeeper, pytest.mark.redis, pytest.mark.integration]
 if "zookeeper" not in {f.name for f in dataclasses.fields(CometConfig)}:
     pytest.skip("the comet role has no cluster mode", allow_module_level=True)
 
+aof_redis = chaos_fixtures.aof_redis   # the fault tests' redis-server that persists every write to its AOF
+
 STEP = 20          # acknowledged pushes per phase
 BROADCAST_EVERY = 7
-
-
-@pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    data = tmp_path / "redis"
-    data.mkdir()
-    server = RedisServer((*PERSISTENT, "--dir", str(data)))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-        server.stop()
 
 
 @pytest.fixture

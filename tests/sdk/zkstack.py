@@ -1,6 +1,6 @@
 """A cluster of real processes with ZooKeeper for the SDK tests: a message node and comets as ``python -m`` processes
-(a name's first comet is active, the next its standby), the web node in the test's loop (as in
-tests/integration/test_failover.py); and probes of who serves a key.
+(a name's first comet is active, the next its standby), the web node in the test's loop (tests/integration/test_failover.py runs its cluster on ZkCluster too); and probes
+of who serves a key.
 """
 from __future__ import annotations
 
@@ -36,9 +36,11 @@ class ZkCluster:
                                            "storage": {"redis": {"r1": self.redis_url}, "max_per_key": 1000},
                                            "zookeeper": self.zookeeper})
 
-    def start_comet(self, label: str) -> tuple[RoleProcess, str]:
+    def start_comet(self, label: str, name: str = "node1") -> tuple[RoleProcess, str]:
+        """Start a comet process of ``name`` (the name's first is active, the next its standby): it and its TCP
+        address."""
         tcp = f"127.0.0.1:{free_port()}"
-        process = self._start("comet", label, {"node": {"name": "node1"},
+        process = self._start("comet", label, {"node": {"name": name},
                                                "bind": {"tcp": [tcp], "ws": [f"127.0.0.1:{free_port()}"],
                                                         "rpc": f"127.0.0.1:{free_port()}", "stat": ""},
                                                "zookeeper": self.zookeeper})
