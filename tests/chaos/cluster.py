@@ -32,6 +32,7 @@ DEADLINE = 8.0            # seconds: an HTTP call not answered by then is a hang
 HANG, BROKEN = -1, -2     # recorded rets: no answer within DEADLINE / no JSON envelope (connection error)
 PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
 STOP_WAIT = 20.0          # seconds a SIGTERMed process has to exit
+MAX_PUBLIC = 100_000      # public messages a message node keeps: none of a run's broadcasts is trimmed
 
 
 @dataclass
@@ -127,7 +128,8 @@ class ChaosCluster:
         port = free_port()
         process = RoleProcess("message", label, {
             "rpc": {"bind": f"127.0.0.1:{port}"},
-            "storage": {"redis": {"r1": self.redis.url}, "max_per_key": 100_000, "redis_timeout": 1.0},
+            "storage": {"redis": {"r1": self.redis.url}, "max_per_key": 100_000, "max_public": MAX_PUBLIC,
+                        "redis_timeout": 1.0},
             "zookeeper": self.zookeeper}, self.directory)
         process.start()
         self.messages[label] = message = Message(label, process, port)

@@ -23,10 +23,11 @@ class SessionEnded(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Live:
-    """A message as a comet wrote it."""
+    """A message as a comet wrote it (gid 0: the key's own, gid 1: a public one, a broadcast)."""
 
     mid: int
     expire: int
+    gid: int = 0
 
 
 class Link:
@@ -44,7 +45,7 @@ class Link:
 
 def _live(text: str | bytes) -> Live:
     doc = json.loads(text)
-    return Live(int(doc["mid"]), int(doc["msg"]["e"]))
+    return Live(int(doc["mid"]), int(doc["msg"]["e"]), int(doc.get("gid", 0)))
 
 
 class TcpLink(Link):

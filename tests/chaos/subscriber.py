@@ -28,6 +28,10 @@ invariants of the fault tests can be checked:
   keep every message).
 
 Messages are the push loop's JSON ``{"k": key, "n": n, "e": expire}``; the expire tells stored from online-only.
+
+With ``broadcasts=True`` the subscriber takes broadcasts (gid 1) too: live ones are checked per connection apart from
+the key's own, each catch-up asks ``p=`` as well (10 s below the newest public mid accepted, as the SDK does), and
+``final_fetch`` also fetches every public message from ``p=0`` (a full resync); tests/chaos/public.py counts them.
 """
 from __future__ import annotations
 
@@ -36,11 +40,12 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection
 
 import httpx
 
 from tests.chaos.links import CALL_DEADLINE, Link, Live, SessionEnded, TcpLink, WsLink
+from tests.chaos.public import PublicSide
 
 WS, TCP = "ws", "tcp"
 PROTO = {WS: 1, TCP: 2}          # the p= of /1/server/get
@@ -76,8 +81,9 @@ class Subscriber:
     """One key's client over one transport (``WS`` or ``TCP``), reconnecting through the web node."""
 
     def __init__(self, key: str, transport: str, public: str, http: httpx.AsyncClient, rng: random.Random, *,
-                 heartbeat: int = HEARTBEAT) -> None:
+                 heartbeat: int = HEARTBEAT, broadcasts: bool = False) -> None:
         self.key, self.transport, self.public, self.http = key, transport, public, http
+        self.broadcasts = broadcasts
         self.rng = rng
         self.heartbeat = heartbeat
         self.tally = Tally()
@@ -86,6 +92,7 @@ class Subscriber:
         self.live_now = False          # subscribed and caught up
         self._live_seen: set[int] = set()
         self._fetched: set[int] = set()
+        self.pub = PublicSide(self.name, self.tally.note)
 
     @property
     def name(self) -> str:
@@ -122,17 +129,22 @@ class Subscriber:
         queue: asyncio.Queue[Live | None] = asyncio.Queue()
         tasks = [asyncio.create_task(self._read(link, queue)), asyncio.create_task(self._beat(link))]
         try:
-            fetched = await self._fetch_all()
+            fetched, pfetched = await self._fetch_all(self.pub.fetch_from() if self.broadcasts else None)
             held: list[Live] = []
             while not queue.empty():
                 item = queue.get_nowait()
                 if item is None:
                     raise SessionEnded("closed while catching up")
                 held.append(item)
-            merged = sorted([(mid, 0, Live(mid, 1)) for mid in fetched] + [(m.mid, 1, m) for m in held],
+            merged = sorted([(mid, 0, Live(mid, 1)) for mid in fetched] + [(m.mid, 1, m) for m in held if not m.gid],
                             key=lambda entry: (entry[0], entry[1]))
             for _mid, from_live, item in merged:
                 self._take(item, live=bool(from_live))
+            for mid in pfetched:
+                self.pub.take(mid, live=False)
+            for item in held:
+                if item.gid:
+                    self.pub.take(item.mid, live=True)
             self.live_now = True
             stopped = asyncio.ensure_future(stop.wait())
             try:
@@ -145,7 +157,10 @@ class Subscriber:
                     item = got.result()
                     if item is None:
                         raise SessionEnded("closed by the comet")
-                    self._take(item, live=True)
+                    if item.gid:
+                        self.pub.take(item.mid, live=True)
+                    else:
+                        self._take(item, live=True)
             finally:
                 stopped.cancel()
         finally:
@@ -169,13 +184,19 @@ class Subscriber:
         doc: dict[str, Any] = response.json()
         return doc
 
-    async def _fetch_all(self) -> list[int]:
-        """Every stored mid after the last accepted one (several pages); SessionEnded when a fetch fails."""
+    async def _fetch_all(self, pafter: int | None = None) -> tuple[list[int], list[int]]:
+        """Every stored mid after the last accepted one and, when ``pafter`` is given, every public mid after it
+        (several pages, until a reply is empty); SessionEnded when a fetch fails."""
         mids: list[int] = []
+        pmids: list[int] = []
+        pseen: set[int] = set()
         after = self.last
         while True:
+            params: dict[str, Any] = {"k": self.key, "m": after}
+            if pafter is not None:
+                params["p"] = pafter
             try:
-                reply = await self._get("/1/msg/get", {"k": self.key, "m": after})
+                reply = await self._get("/1/msg/get", params)
             except (httpx.HTTPError, TimeoutError, ValueError) as exc:
                 raise SessionEnded(f"fetch: {type(exc).__name__}") from None
             if reply.get("ret") != 0:
@@ -185,8 +206,14 @@ class Subscriber:
                 self.tally.trimmed += 1
                 self.tally.note(f"{self.name}: fetch after {after} was trimmed")
             batch = [int(item["mid"]) for item in data.get("msgs", [])]
+            pbatch = [int(item["mid"]) for item in data.get("pmsgs", [])]
+            if pafter is not None and (pbatch or data.get("ptrimmed")):
+                pmids.extend(self.pub.fetched_page(pafter, pbatch, bool(data.get("ptrimmed")), pseen))
+                pafter = max([pafter, *pbatch])
             if not batch:
-                return mids
+                if not pbatch:
+                    return mids, pmids
+                continue
             self.tally.fetched += len(batch)
             for mid in batch:
                 if mid <= after:
@@ -200,9 +227,14 @@ class Subscriber:
 
     async def _read(self, link: Link, queue: asyncio.Queue[Live | None]) -> None:
         """Frames of one connection into ``queue``, checked as they arrive (None when it closes)."""
-        previous = 0
+        previous = pprevious = 0
         try:
             while (item := await link.next()) is not None:
+                if item.gid:
+                    self.pub.received(item.mid, pprevious)
+                    pprevious = max(pprevious, item.mid)
+                    queue.put_nowait(item)
+                    continue
                 self.tally.live += 1
                 if item.mid in self._live_seen:
                     self.tally.duplicates += 1
@@ -243,15 +275,21 @@ class Subscriber:
             self.tally.note(f"{self.name}: stored mid {item.mid} arrived after {self.last} and was never fetched")
 
     async def final_fetch(self) -> None:
-        """Fetch what is still stored after the last accepted mid (the "or is fetchable" of the invariant)."""
-        for mid in await self._fetch_all():
+        """Fetch what is still stored after the last accepted mid (the "or is fetchable" of the invariant) and,
+        taking broadcasts, every stored public message from ``p=0`` (a full resync)."""
+        self.pub.final_from = len(self.pub.accepted)
+        mids, pmids = await self._fetch_all(0 if self.broadcasts else None)
+        for mid in mids:
             self._take(Live(mid, 1), live=False)
+        for mid in pmids:
+            self.pub.take(mid, live=False)
 
-    async def wait_for(self, mid: int, timeout: float) -> bool:
-        """True once this subscriber is live and has accepted ``mid`` or a later one (False after ``timeout``)."""
+    async def wait_for(self, mid: int, timeout: float, pmids: Collection[int] = ()) -> bool:
+        """True once this subscriber is live and has accepted ``mid`` or a later one, and every public mid of
+        ``pmids`` (False after ``timeout``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.live_now and self.last >= mid:
+            if self.live_now and self.last >= mid and self.pub.has_all(pmids):
                 return True
             await asyncio.sleep(0.05)
         return False

@@ -9,6 +9,10 @@ chosen so that each name serves three; each key has a TCP and a WebSocket subscr
 (tests/chaos/subscriber.py) that reconnects through ``/1/server/get`` and fetches from its last mid after every
 reconnect. Faults (tests/chaos/faults.py) come every 2-4 s, each kind once first.
 
+Broadcasts are under the same faults: about one push in ten is a ``POST /push/all?expire=600`` (at most
+``BROADCASTS``), and every subscriber takes public messages too, fetching them with ``p=`` after each reconnect
+and, at the end, from ``p=0`` (tests/chaos/public.py, the broadcast invariants in tests/chaos/verdict.py).
+
 Duration: ``PUSHCLUSTER_CHAOS_SECONDS`` (default 40) of faults, plus start-up and a drain of at most ~30 s.
 Seed: ``PUSHCLUSTER_CHAOS_SEED`` (default a fixed one); the schedule is a function of the seed and the duration,
 the interleaving with the processes is not (they are real), so a failure prints the seed and the faults as they
@@ -28,6 +32,7 @@ import pytest
 
 from tests.chaos.cluster import ChaosCluster, keys_for, start_cluster
 from tests.chaos.faults import KINDS, Done, Fault, plan, run_schedule
+from tests.chaos.public import stored_public as fetch_public
 from tests.chaos.pushes import PushLog, push_loop
 from tests.chaos.subscriber import TCP, WS, Subscriber
 from tests.chaos.verdict import judge, summary
@@ -39,6 +44,8 @@ SEED = int(os.environ.get("PUSHCLUSTER_CHAOS_SEED", "20261123"))
 KEYS_PER_NAME = 3
 DRAIN = 25.0       # seconds the subscribers get to receive or fetch the last pushes once the faults are over
 CALM = 3.0         # seconds of pushes without faults at the end
+BROADCASTS = 600   # at most this many broadcasts per run (below the cluster's max_public, none is trimmed, and
+                   # the SDK's PublicWindow of 1024 mids that the subscribers use)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.zookeeper, pytest.mark.redis, pytest.mark.integration,
               pytest.mark.timeout(SECONDS + 150)]
@@ -65,10 +72,11 @@ async def cluster(aof_redis: RedisServer, zk_hosts: str, tmp_path: Path) -> Any:
 async def test_chaos(cluster: ChaosCluster, record_property: Any) -> None:
     names = keys_for(["a", "b"], KEYS_PER_NAME)
     keys = names["a"] + names["b"]
+    comet_of = {key: name for name, served in names.items() for key in served}
     await start_cluster(cluster, {"a": 2, "b": 1}, keys)
     rng = random.Random(SEED)
-    subscribers = [Subscriber(key, transport, cluster.public, cluster.http, random.Random(rng.random()))
-                   for key in keys for transport in (TCP, WS)]
+    subscribers = [Subscriber(key, transport, cluster.public, cluster.http, random.Random(rng.random()),
+                              broadcasts=True) for key in keys for transport in (TCP, WS)]
     faults = plan(SEED, SECONDS)
     done: list[Done] = []
     skipped: list[Fault] = []
@@ -76,13 +84,13 @@ async def test_chaos(cluster: ChaosCluster, record_property: Any) -> None:
     stop_pushes, stop_subscribers = asyncio.Event(), asyncio.Event()
     started = time.monotonic()
     clients = [asyncio.create_task(s.run(stop_subscribers)) for s in subscribers]
-    loop = asyncio.create_task(push_loop(cluster, keys, pushes, stop_pushes, SEED, started))
+    loop = asyncio.create_task(push_loop(cluster, keys, pushes, stop_pushes, SEED, started, broadcasts=BROADCASTS))
     try:
         await run_schedule(cluster, faults, SECONDS, started, done, skipped)
         await asyncio.sleep(max(CALM, SECONDS - (time.monotonic() - started)))
         stop_pushes.set()
         await loop
-        drained = await _drain(subscribers, pushes)
+        drained = await _drain(subscribers, pushes, comet_of)
     finally:
         stop_pushes.set()
         stop_subscribers.set()
@@ -90,15 +98,17 @@ async def test_chaos(cluster: ChaosCluster, record_property: Any) -> None:
     for subscriber in subscribers:
         await subscriber.final_fetch()
     stored = {key: await cluster.stored(key) for key in keys}
+    stored_public = await fetch_public(cluster, keys[0])
 
-    verdict = judge(pushes, subscribers, stored, cluster.term_exits)
+    verdict = judge(pushes, subscribers, stored, cluster.term_exits, stored_public, comet_of)
     header = [f"seed={SEED} duration={SECONDS:.0f}s keys={len(keys)} subscribers={len(subscribers)} "
               f"(TCP and WebSocket on every key), drain took {drained:.1f}s",
               f"faults: {len(done)} done, {len(skipped)} skipped "
               f"({', '.join(f'{k} x{sum(1 for d in done if d.fault.kind == k)}' for k in KINDS)})",
               *(f"  {d.line()}; failed pushes until the next fault: {_failures(pushes, d, done)}" for d in done),
               "failed pushes by fault: " + "; ".join(_by_fault(pushes, done)),
-              f"push latency of failed pushes: at most {pushes.slowest_failure():.2f}s"]
+              f"push latency of failed pushes: at most {pushes.slowest_failure():.2f}s",
+              "broadcasts failed or with fc by fault: " + "; ".join(_broadcasts_by_fault(pushes, done))]
     report = summary("chaos run", verdict, header)
     print("\n" + report)
     for name, value in verdict.counts.items():
@@ -137,16 +147,35 @@ def _by_fault(pushes: PushLog, done: list[Done]) -> list[str]:
         for kind, how in sorted(total)]
 
 
-async def _drain(subscribers: list[Subscriber], pushes: PushLog) -> float:
-    """Wait until every subscriber is live and has accepted its key's last stored push; the seconds it took."""
+def _broadcasts_by_fault(pushes: PushLog, done: list[Done]) -> list[str]:
+    """Broadcasts that failed (ret) or left a comet out (fc) in each fault's window; "none" when there were none."""
+    lines = []
+    for record in done:
+        start, end = _window(record, done)
+        hit = Counter(f"ret {b.ret}" if b.ret else f"fc {','.join(b.fc)}" for b in pushes.broadcasts
+                      if (b.ret or b.fc) and start <= b.sent < end)
+        if hit:
+            lines.append(f"t={record.stopped_at:.2f}s {record.fault.kind}/SIG{record.fault.how}: "
+                         + ", ".join(f"{what} x{count}" for what, count in sorted(hit.items())))
+    early = Counter(f"ret {b.ret}" if b.ret else f"fc {','.join(b.fc)}" for b in pushes.broadcasts
+                    if (b.ret or b.fc) and b.sent < min((d.stopped_at for d in done), default=float("inf")))
+    if early:
+        lines.append("before the first fault: " + ", ".join(f"{w} x{c}" for w, c in sorted(early.items())))
+    return lines or ["none"]
+
+
+async def _drain(subscribers: list[Subscriber], pushes: PushLog, comet_of: dict[str, str]) -> float:
+    """Wait until every subscriber is live and has accepted its key's last stored push and the broadcasts its
+    comet took part in; the seconds it took."""
     last: dict[str, int] = {}
     for record in pushes.acked(stored=True):
         last[record.key] = max(last.get(record.key, 0), record.mid or 0)
     started = time.monotonic()
     for subscriber in subscribers:
         wanted = last.get(subscriber.key, 0)
+        pwanted = [b.mid for b in pushes.broadcasts_for(comet_of[subscriber.key]) if b.mid is not None]
         remaining = DRAIN - (time.monotonic() - started)
-        if not await subscriber.wait_for(wanted, max(remaining, 0.1)):
+        if not await subscriber.wait_for(wanted, max(remaining, 0.1), pwanted):
             break   # the verdict names who is behind
     return time.monotonic() - started
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.pushes import PushLog, PushRecord
+from tests.chaos.pushes import BroadcastRecord, PushLog, PushRecord
 from tests.chaos.links import Link, Live
 from tests.chaos.subscriber import TCP, Subscriber
 from tests.chaos.verdict import judge
@@ -105,3 +105,65 @@ async def test_the_reader_counts_a_mid_received_twice_and_one_out_of_order() -> 
     await subscriber._read(_Recorded([Live(5, 600), Live(7, 600), Live(6, 600), Live(7, 600)]), queue)
     assert (subscriber.tally.duplicates, subscriber.tally.out_of_order, subscriber.tally.live) == (1, 1, 4)
     assert queue.qsize() == 5   # every frame, then None
+
+
+def _broadcasts(log: PushLog) -> list[tuple[int, Any]]:
+    """Three broadcasts: b=1 (mid 100) clean, b=2 (mid 200) not handed to comet "a" (fc), b=3 failed with 65535;
+    the store as it should be."""
+    log.broadcasts += [BroadcastRecord(1, 600, 0.0, 0.01, 0, 100, 2, ()),
+                       BroadcastRecord(2, 600, 0.1, 0.01, 0, 200, 1, ("a",)),
+                       BroadcastRecord(3, 600, 0.2, 0.01, 65535, None, 0, ())]
+    return [(100, {"b": 1}), (200, {"b": 2})]
+
+
+def _public(live: list[int], final: list[int]) -> Subscriber:
+    subscriber = _subscriber([10, 20, 30])
+    for mid in live:
+        subscriber.pub.take(mid, live=True)
+    subscriber.pub.final_from = len(subscriber.pub.accepted)
+    for mid in final:
+        subscriber.pub.take(mid, live=False)
+    return subscriber
+
+
+def test_a_broadcast_left_out_by_fc_may_come_with_the_final_catch_up_only() -> None:
+    log, stored = _history()
+    stored_public = _broadcasts(log)
+    verdict = judge(log, [_public([100], [200])], stored, [], stored_public, {KEY: "a"})
+    assert verdict.violations == []
+    assert (verdict.counts["broadcasts_fc"], verdict.counts["broadcasts_failed_ret_65535"]) == (1, 1)
+    assert (verdict.counts["paccepted_live"], verdict.counts["pfinal"]) == (1, 1)
+
+
+def test_a_broadcast_its_comet_got_must_arrive_before_the_final_catch_up() -> None:
+    log, stored = _history()
+    stored_public = _broadcasts(log)
+    verdict = judge(log, [_public([100], [200])], stored, [], stored_public, {KEY: "b"})
+    assert verdict.counts["pgaps"] == 1 and verdict.counts["pgaps_final"] == 0
+    assert "1 acknowledged broadcast(s) not naming comet 'b' in fc" in verdict.violations[0]
+
+
+def test_a_broadcast_missing_after_the_final_catch_up_or_not_stored_is_reported() -> None:
+    log, stored = _history()
+    stored_public = _broadcasts(log)[:1]
+    verdict = judge(log, [_public([100], [])], stored, [], stored_public, {KEY: "a"})
+    assert verdict.counts["pgaps_final"] == 1 and verdict.counts["plost"] == 1
+    assert any("b=2" in text or "n=2 mid=200 is not stored" in text for text in verdict.violations)
+
+
+async def test_public_mids_twice_or_out_of_order_on_a_connection_are_reported() -> None:
+    subscriber = _subscriber([])
+    queue: asyncio.Queue[Live | None] = asyncio.Queue()
+    await subscriber._read(_Recorded([Live(200, 600, 1), Live(100, 600, 1), Live(200, 600, 1)]), queue)
+    assert (subscriber.pub.tally.out_of_order, subscriber.pub.tally.duplicates) == (1, 1)
+    log, stored = _history()
+    text = "\n".join(judge(log, [subscriber], stored, [], _broadcasts(log), {KEY: "a"}).violations)
+    assert "public duplicates = 1" in text and "public out_of_order = 1" in text
+
+
+def test_a_broadcast_without_an_answer_is_reported() -> None:
+    log, stored = _history()
+    stored_public = _broadcasts(log)
+    log.broadcasts.append(BroadcastRecord(4, 600, 0.3, 8.0, -1, None, 0, ()))
+    verdict = judge(log, [_public([100, 200], [])], stored, [], stored_public, {KEY: "a"})
+    assert len(verdict.violations) == 1 and "without ret 65535" in verdict.violations[0]
