@@ -43,82 +43,58 @@ class MsgEndpoint(Endpoint):
         names = self.names
         key = parse_key(request.arg(names.key), self.limits.max_key_bytes, names.key)
         mid = parse_mid(request.arg(names.mid), names.mid)
-        pmid = request.arg(self.pmid_name)
-        if pmid:
-            return self._fetch_with_public(key, mid, parse_mid(pmid, self.pmid_name),
-                                           request.remote_ip if self.on_fetch is not None else "")
-        return self._fetch(key, mid, request.remote_ip if self.on_fetch is not None else "")
+        text = request.arg(self.pmid_name)
+        pmid = parse_mid(text, self.pmid_name) if text else None
+        return self._fetch(key, mid, pmid, request.remote_ip if self.on_fetch is not None else "")
 
-    async def _fetch(self, key: str, mid: int, src: str = "") -> Reply:
-        result: FetchResult = await rpc_call(f"key={key}: message GetPrivate",
-                                             self.view.message_client().get_private(key, mid))
-        if self.on_fetch is not None and result.msgs:
-            self.on_fetch(key, mid, [msg_id for msg_id, _ in result.msgs], src)
-        if not result.msgs and not result.trimmed:
-            return None  # gopush-cluster: ret 0 and no data when there is nothing new
-        item = self._legacy_item if self.legacy else _item
-        parts = [b'{"msgs":[', b",".join([item(key, msg_id, msg) for msg_id, msg in result.msgs]), b"]"]
-        if self.legacy:
-            parts.append(b',"pmsgs":[]')
-        if result.trimmed:
-            parts.append(b',"trimmed":true')
-            log.info("key=%s mid=%d: older messages were trimmed before this fetch", key, mid)
-        parts.append(b"}")
-        return b"".join(parts)
-
-    @staticmethod
-    def _legacy_item(key: str, msg_id: int, msg: bytes) -> bytes:
-        """gopush-cluster 1.0's form: the item is a JSON string holding ``{"msg": "<message JSON as a string>",
-        "mid": N, "gid": 0}``."""
-        text = _message_text(key, msg_id, msg)
-        inner = b'{"msg":%b,"mid":%d,"gid":0}' % (b"null" if text is None else json_string(text), msg_id)
-        return json_string(inner.decode("utf-8"))
-
-    async def _fetch_with_public(self, key: str, mid: int, pmid: int, src: str) -> Reply:
-        """The key's messages after ``mid`` and the public ones after ``pmid``, both asked at once; ``pmsgs`` (and
-        ``ptrimmed``) beside the usual fields. No data only when both are empty and nothing was trimmed."""
+    async def _fetch(self, key: str, mid: int, pmid: int | None, src: str) -> Reply:
+        """The key's messages after ``mid`` and, when ``pmid`` is given, the public ones after it, both asked at
+        once (``pmsgs`` and ``ptrimmed`` beside the usual fields). No data only when nothing is new or trimmed."""
         client = self.view.message_client()
-        private, public = await asyncio.gather(
-            rpc_call(f"key={key}: message GetPrivate", client.get_private(key, mid)),
-            rpc_call(f"key={key} pmid={pmid}: message GetPublic", client.get_public(pmid)),
-            return_exceptions=True)
-        if isinstance(private, BaseException):
-            raise private
-        if isinstance(public, BaseException):
-            raise public
+        private_call = rpc_call(f"key={key}: message GetPrivate", client.get_private(key, mid))
+        public: FetchResult | None = None
+        if pmid is None:
+            private = await private_call
+        else:
+            got_private, got_public = await asyncio.gather(
+                private_call, rpc_call(f"key={key} pmid={pmid}: message GetPublic", client.get_public(pmid)),
+                return_exceptions=True)
+            if isinstance(got_private, BaseException):
+                raise got_private
+            if isinstance(got_public, BaseException):
+                raise got_public
+            private, public = got_private, got_public
         if self.on_fetch is not None and private.msgs:
             self.on_fetch(key, mid, [msg_id for msg_id, _ in private.msgs], src)
-        if not (private.msgs or private.trimmed or public.msgs or public.trimmed):
-            return None
-        item, public_item = (self._legacy_item, _legacy_public_item) if self.legacy else (_item, _public_item)
-        parts = [b'{"msgs":[', b",".join([item(key, msg_id, msg) for msg_id, msg in private.msgs]),
-                 b'],"pmsgs":[', b",".join([public_item(msg_id, msg) for msg_id, msg in public.msgs]), b"]"]
+        if not (private.msgs or private.trimmed or (public is not None and (public.msgs or public.trimmed))):
+            return None  # gopush-cluster: ret 0 and no data when there is nothing new
+        item = _legacy_item if self.legacy else _item
+        parts = [b'{"msgs":[', b",".join([item(key, msg_id, msg, 0) for msg_id, msg in private.msgs]), b"]"]
+        if public is not None:
+            parts += [b',"pmsgs":[', b",".join([item(PUBLIC, msg_id, msg, 1) for msg_id, msg in public.msgs]), b"]"]
+        elif self.legacy:
+            parts.append(b',"pmsgs":[]')
         if private.trimmed:
             parts.append(b',"trimmed":true')
             log.info("key=%s mid=%d: older messages were trimmed before this fetch", key, mid)
-        if public.trimmed:
+        if public is not None and public.trimmed:
             parts.append(b',"ptrimmed":true')
             log.info("key=%s pmid=%d: older public messages were trimmed before this fetch", key, pmid)
         parts.append(b"}")
         return b"".join(parts)
 
 
-def _item(key: str, msg_id: int, msg: bytes) -> bytes:
-    """``{"msg": <message JSON verbatim>, "mid": N, "gid": 0}``."""
-    return b'{"msg":%b,"mid":%d,"gid":0}' % (msg if _message_text(key, msg_id, msg) is not None else b"null", msg_id)
+def _item(key: str, msg_id: int, msg: bytes, gid: int) -> bytes:
+    """``{"msg": <message JSON verbatim>, "mid": N, "gid": G}`` (``key`` is PUBLIC for a public message)."""
+    return b'{"msg":%b,"mid":%d,"gid":%d}' % (msg if _message_text(key, msg_id, msg) is not None else b"null",
+                                               msg_id, gid)
 
 
-def _public_item(msg_id: int, msg: bytes) -> bytes:
-    """A public message: ``{"msg": <message JSON verbatim>, "mid": N, "gid": 1}``."""
-    return b'{"msg":%b,"mid":%d,"gid":1}' % (msg if _message_text(PUBLIC, msg_id, msg) is not None else b"null",
-                                              msg_id)
-
-
-def _legacy_public_item(msg_id: int, msg: bytes) -> bytes:
-    """A public message in the legacy form: a JSON string holding ``{"msg": "<message JSON as a string>", "mid": N,
-    "gid": 1}``."""
-    text = _message_text(PUBLIC, msg_id, msg)
-    inner = b'{"msg":%b,"mid":%d,"gid":1}' % (b"null" if text is None else json_string(text), msg_id)
+def _legacy_item(key: str, msg_id: int, msg: bytes, gid: int) -> bytes:
+    """gopush-cluster 1.0's form: the item is a JSON string holding ``{"msg": "<message JSON as a string>",
+    "mid": N, "gid": G}``."""
+    text = _message_text(key, msg_id, msg)
+    inner = b'{"msg":%b,"mid":%d,"gid":%d}' % (b"null" if text is None else json_string(text), msg_id, gid)
     return json_string(inner.decode("utf-8"))
 
 
