@@ -56,6 +56,15 @@
     return td;
   }
 
+  function clearList(list, count, emptyText) {   // empty the list; a muted line when nothing will fill it
+    list.replaceChildren();
+    if (count) return;
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = emptyText;
+    list.appendChild(li);
+  }
+
   function fillTable(table, rows) {
     const body = table.tBodies[0];
     body.replaceChildren();
@@ -159,13 +168,7 @@
     fillTable($("connections"), data.connections.map((c) => [utc(c.opened), c.closed === null ? "open" : utc(c.closed),
       c.peer, c.proto, c.node, c.reason]));
     const list = $("messages");
-    list.replaceChildren();
-    if (!data.messages.length) {
-      const li = document.createElement("li");
-      li.className = "muted";
-      li.textContent = "No traced messages.";
-      list.appendChild(li);
-    }
+    clearList(list, data.messages.length, "No traced messages.");
     for (const m of data.messages) {
       const li = document.createElement("li");
       const button = document.createElement("button");
@@ -239,13 +242,7 @@
     if (data.next !== null) search.afters.push(data.next);
     tagSearch = search;
     const list = $("tag-keys");
-    list.replaceChildren();
-    if (!data.keys.length) {
-      const li = document.createElement("li");
-      li.className = "muted";
-      li.textContent = "No key matches.";
-      list.appendChild(li);
-    }
+    clearList(list, data.keys.length, "No key matches.");
     for (const key of data.keys) {
       const li = document.createElement("li");
       const button = document.createElement("button");
