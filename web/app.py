@@ -25,6 +25,7 @@ from tornado import httputil
 
 from web.admin import DelPrivateEndpoint, PushMultiEndpoint, PushPrivateEndpoint, token_matches
 from web.broadcast import PushAllEndpoint
+from web.broadcast_retry import BroadcastRetries
 from web.cluster import ClusterView
 from web.cluster_endpoint import ClusterEndpoint
 from thirdparty.rate_limit import RequestLimiter, parse_networks
@@ -233,10 +234,12 @@ def make_public_app(view: ClusterView, config: WebConfig, tracer: WebTracer | No
 
 
 def make_admin_app(view: ClusterView, config: WebConfig, tracer: WebTracer | None = None,
-                   stats: WebStats | None = None, registry: CollectorRegistry | None = None) -> Api:
+                   stats: WebStats | None = None, registry: CollectorRegistry | None = None,
+                   broadcast_retries: BroadcastRetries | None = None) -> Api:
     """The back-end API (DESIGN.md section 3), with the trace queries and ``GET /stat`` (``stats``: the node's
     counters, this listener's under "admin"), and ``GET /metrics`` when a ``registry`` is given (web/metrics.py);
-    ``tracer`` traces failed pushes. Not rate limited."""
+    ``tracer`` traces failed pushes; ``broadcast_retries`` retries the comets a /push/all failed (None: no retry).
+    Not rate limited."""
     stats = stats if stats is not None else WebStats()
     endpoints: dict[str, Endpoint] = {}
     private, multi = PushPrivateEndpoint(view, config.limits), PushMultiEndpoint(view, config.limits)
@@ -251,7 +254,8 @@ def make_admin_app(view: ClusterView, config: WebConfig, tracer: WebTracer | Non
         (("/key/trace",), KeyTraceEndpoint(view, config.limits)),
     ):
         endpoints.update((path, endpoint) for path in paths)
-    endpoints["/push/all"] = PushAllEndpoint(view, config.limits, config.rpc.comet_timeout)  # broadcast
+    endpoints["/push/all"] = push_all = PushAllEndpoint(view, config.limits, config.rpc.comet_timeout)  # broadcast
+    push_all.retries = broadcast_retries
     endpoints.update(targeting_endpoints(view, config, tracer))   # tags and aliases: /push/tags, /key/info, ...
     endpoints["/stat"] = StatEndpoint(view, config.limits, stats)
     endpoints["/cluster"] = ClusterEndpoint(view, config.limits)

@@ -12,6 +12,10 @@ order and each connection receives them in that order. A save that fails answers
 comet that fails (no RPC address, unreachable, timed out, error reply) is named in ``fc`` and logged once with the
 mid; the other comets' broadcasts stand. Clients that were offline, or connected after the comet queued it, fetch
 the message with ``/1/msg/get?p=`` (``/msg/get?pmid=``) when it was stored.
+
+After answering, the comets in ``fc`` are retried in the background (``retries``, web/broadcast_retry.py: every
+``[broadcast] retry_interval`` for ``retry_for`` seconds, at the node that holds the name by then), expire 0
+broadcasts too; the reply's ``fc`` still names the comets that failed the first push.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import Awaitable
 
 from thirdparty.rpc_client import RemoteError, RpcUnavailable
 from web.admin import AdminEndpoint
+from web.broadcast_retry import BroadcastRetries
 from web.cluster import ClusterView, CometNode
 from web.config import LimitsConfig
 from web.handlers import ApiRequest, Reply
@@ -38,6 +43,7 @@ class PushAllEndpoint(AdminEndpoint):
         super().__init__(view, limits)
         self.rpc_timeout = rpc_timeout   # [rpc] comet_timeout: the longest wait for one comet's answer
         self._lock = asyncio.Lock()      # one broadcast at a time from this web node: mid order on every comet
+        self.retries: BroadcastRetries | None = None   # retries the comets in fc in the background (None: no retry)
 
     def serve(self, request: ApiRequest) -> Awaitable[Reply]:
         limits = self.limits
@@ -50,8 +56,10 @@ class PushAllEndpoint(AdminEndpoint):
             mid = await self._save(message, expire, src)
             nodes = sorted(self.view.nodes.values(), key=lambda node: node.name)
             answers = await asyncio.gather(*(self._push(node, mid, message) for node in nodes))
+            failed = [node.name for node, count in zip(nodes, answers) if count is None]
+            if failed and self.retries is not None:
+                self.retries.add(mid, message, failed)   # under the lock: added in mid order
         online = sum(count for count in answers if count is not None)
-        failed = [node.name for node, count in zip(nodes, answers) if count is None]
         if not nodes:
             log.warning("mid=%d: broadcast from %s: no comet node in the view, nobody online got it", mid, src)
         log.info("mid=%d: broadcast from %s to %d comet(s), %d connection(s), %d comet(s) failed%s, expire=%d, "

@@ -143,6 +143,23 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class BroadcastConfig:
+    """``[broadcast]``: the background retry of a broadcast to the comets that failed it (web/broadcast_retry.py)."""
+
+    retry_interval: float = 1.0     # seconds between two tries of a broadcast to a comet that failed it
+    retry_for: float = 30.0         # seconds a failed comet is retried after the broadcast; 0: no retry
+    max_pending_retries: int = 64   # broadcasts with retries pending at most; past it the oldest is dropped
+
+    def check(self) -> None:
+        if self.retry_interval <= 0:
+            raise ConfigError("broadcast.retry_interval must be > 0")
+        if self.retry_for < 0:
+            raise ConfigError("broadcast.retry_for must be >= 0")
+        if self.max_pending_retries < 1:
+            raise ConfigError("broadcast.max_pending_retries must be >= 1")
+
+
+@dataclass(frozen=True)
 class TlsConfig:
     """``[tls]``: HTTPS on the listeners once ``cert`` and ``key`` are set."""
 
@@ -169,6 +186,7 @@ class WebConfig:
     message: MessageClientConfig = field(default_factory=MessageClientConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)  # retries of failed /push/all comets
     tls: TlsConfig = field(default_factory=TlsConfig)
     zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)  # hosts set: comets and message nodes
                                                                          # come from ZooKeeper, not this file

@@ -21,6 +21,7 @@ from message.client import MessageClient
 from thirdparty.confload import parse_address
 from thirdparty.tls import server_context
 from web.app import Api, make_admin_app, make_public_app
+from web.broadcast_retry import BroadcastRetries
 from web.cluster import ClusterView, CometClientFactory
 from web.config import WebConfig, is_loopback
 from web.metrics import web_registry
@@ -59,6 +60,7 @@ class WebNode:
         self._apps: list[Api] = []
         self.tracer: WebTracer | None = None
         self.stats = WebStats()  # requests and refusals of both listeners: GET /stat on the admin listener
+        self.broadcast_retries: BroadcastRetries | None = None   # /push/all's failed comets, retried (made by start)
 
     @property
     def view(self) -> ClusterView | None:
@@ -81,7 +83,10 @@ class WebNode:
         tracer = self.tracer
         registry = web_registry(self.config.admin.bind[0] if self.config.admin.bind else "web", self.stats,
                                 lambda: tracer.buffer.stats() if tracer is not None else None)
-        self._listen(make_admin_app(self._view, self.config, self.tracer, self.stats, registry),
+        retries = self.broadcast_retries = BroadcastRetries(self._view, self.config.broadcast,
+                                                            self.config.rpc.comet_timeout)
+        self.stats.sections["broadcast_retries"] = retries.stats
+        self._listen(make_admin_app(self._view, self.config, self.tracer, self.stats, registry, retries),
                      self.config.admin.bind, "admin", admin_tls)
         if self.config.admin.token:
             log.info("admin: bearer token required")
@@ -99,6 +104,8 @@ class WebNode:
         await asyncio.gather(*(app.drain(grace) for app in apps))
         for server in servers:
             await server.close_all_connections()
+        if self.broadcast_retries is not None:
+            await self.broadcast_retries.close()   # pending retries are cancelled (logged with their mids)
         if self.tracer is not None:
             await self.tracer.buffer.close()
             self.tracer = None

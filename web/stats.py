@@ -48,6 +48,7 @@ class WebStats:
         self.started = clock()
         self.listeners: dict[str, ListenerStats] = {}
         self.gauges: dict[str, Callable[[], int]] = {}  # extra values read at snapshot time (rate-limit table)
+        self.sections: dict[str, Callable[[], dict[str, int]]] = {}  # more blocks read at snapshot time, by name
 
     def listener(self, name: str) -> ListenerStats:
         """The counters of listener ``name`` ("public", "admin"), created on first use."""
@@ -58,6 +59,7 @@ class WebStats:
         data: dict[str, Any] = {"uptime": round(self._clock() - self.started, 3)}
         data.update((name, stats.snapshot()) for name, stats in self.listeners.items())
         data["rate_limit"] = {name: gauge() for name, gauge in self.gauges.items()}
+        data.update((name, section()) for name, section in self.sections.items())   # "broadcast_retries"
         return data
 
 

@@ -8,6 +8,7 @@ SIGKILLed; the message node and the web node run in the test's loop. The subscri
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any, AsyncIterator
 import pytest
 import websockets
 
+from tests.helpers import eventually, free_port
 from tests.integration.conftest import sub_command
 from tests.integration.two_comets import COMETS, TwoComets, two_comets
 
@@ -213,5 +215,41 @@ async def test_a_killed_comet_is_named_in_fc_and_the_other_comets_clients_get_it
             assert got == [(reply["mid"], 1, {"after": "kill"})]
         fetched = (await stack.get("/1/msg/get", k="k0", m=0, p=reply["mid"] - 1))["data"]["pmsgs"]
         assert fetched == [{"msg": {"after": "kill"}, "mid": reply["mid"], "gid": 1}], "node2's clients can fetch it"
+    finally:
+        await close_all(subs)
+
+
+@pytest.fixture
+async def retry_stack(redis_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    overrides = {"broadcast": {"retry_interval": 0.1, "retry_for": 60.0}}
+    async with two_comets(Stack, redis_url, tmp_path, web_overrides=overrides) as running:
+        yield running
+
+
+async def test_a_comet_missed_during_a_failover_gets_the_broadcast_by_retry(retry_stack: Stack) -> None:
+    """The web's view still names a dead instance for node2 while node2's clients are already connected to the
+    node that took the name over: the broadcast fails there (fc), and once the view names the live node the
+    background retry writes it to those clients live, once."""
+    stack = retry_stack
+    view = stack.web.view
+    assert view is not None
+    subs = await stack.subscribe(tcp=10, ws=10, keys=8, prefix="f")
+    try:
+        assert {sub.comet for sub in subs} == set(COMETS)
+        live = view.nodes["node2"].info
+        dead = dataclasses.replace(live, rpc=[f"127.0.0.1:{free_port()}"])   # nothing listens there
+        await view.update([view.nodes["node1"].info, dead])
+        reply = await stack.broadcast({"during": "failover"}, expire=0)
+        assert reply["fc"] == ["node2"]
+        await view.update([view.nodes["node1"].info, live])   # the view catches up with the promoted node
+        for got in await received(subs, 1):
+            assert got == [(reply["mid"], 1, {"during": "failover"})]
+        marker = await stack.broadcast({"marker": 1}, expire=0)
+        assert marker["fc"] == []
+        for got in await received(subs, 1):
+            assert got == [(marker["mid"], 1, {"marker": 1})], "the retried broadcast came once"
+        retries = stack.web.broadcast_retries
+        assert retries is not None
+        await eventually(lambda: retries.stats()["succeeded"] == 1)
     finally:
         await close_all(subs)

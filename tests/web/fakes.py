@@ -49,6 +49,8 @@ class FakeComet(_FakeNode):
         self.broadcasts: list[tuple[int, bytes]] = []   # push_public calls: (mid, msg)
         self.public_online = 0                          # what push_public answers
         self.public_gate: asyncio.Event | None = None   # push_public waits for it when set
+        self.public_failures = 0    # the next N push_public calls fail as unreachable (counted down)
+        self.public_calls = 0       # push_public calls, failed ones included
 
     async def push_private(self, key: str, msg: bytes, expire: int, meta: Mapping[str, Any] | None = None, *,
                            timeout: float | None = None) -> PushResult:
@@ -79,6 +81,10 @@ class FakeComet(_FakeNode):
 
     async def push_public(self, mid: int, msg: bytes) -> int:
         """A broadcast: recorded in ``broadcasts``; answers ``public_online`` (waits for ``public_gate`` when set)."""
+        self.public_calls += 1
+        if self.public_failures > 0:
+            self.public_failures -= 1
+            raise RpcUnavailable("fake node: connection refused")
         self._check()
         self.broadcasts.append((mid, msg))
         if self.public_gate is not None:

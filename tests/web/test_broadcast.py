@@ -13,7 +13,9 @@ import pytest
 
 from tests.helpers import eventually
 from tests.web.conftest import WebEnv, envelope, start_env, stop_env
-from tests.web.fakes import node_info
+from tests.web.fakes import FakeComet, node_info
+from thirdparty.confload import ConfigError
+from web.config import load
 
 JSON = "application/json;charset=utf-8"
 
@@ -282,3 +284,141 @@ async def test_a_stored_public_message_that_is_not_json_is_sent_as_null(env: Web
     legacy = (await env.get("/msg/get", key="u1", mid="0", pmid="0"))["data"]
     assert [json.loads(item) for item in legacy["pmsgs"]] == [{"msg": None, "mid": 11, "gid": 1},
                                                              {"msg": "1", "mid": 12, "gid": 1}]
+
+
+# --- background retries of the comets in fc (web/broadcast_retry.py) ------------------------------------------
+
+RETRY = {"retry_interval": 0.05, "retry_for": 30.0}
+
+
+@pytest.fixture
+async def retry_env() -> AsyncIterator[WebEnv]:
+    web = await start_env(broadcast=RETRY)
+    try:
+        yield web
+    finally:
+        await stop_env(web)
+
+
+def retry_stats(env: WebEnv) -> dict[str, int]:
+    assert env.node.broadcast_retries is not None
+    return env.node.broadcast_retries.stats()
+
+
+@pytest.mark.parametrize("expire", ["60", "0"])
+async def test_a_comet_failing_twice_gets_the_broadcast_at_the_third_attempt(
+        retry_env: WebEnv, expire: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="web.broadcast_retry")
+    node2 = retry_env.comets["node2"]
+    node2.public_failures = 2
+    assert (await push_all(retry_env, b'{"n":7}', expire=expire))["data"]["fc"] == ["node2"]
+    await eventually(lambda: node2.broadcasts == [(5001, b'{"n":7}')])
+    assert node2.public_calls == 3
+    assert retry_env.comets["node1"].broadcasts == [(5001, b'{"n":7}')], "the comet that answered is not retried"
+    await eventually(lambda: retry_stats(retry_env)["pending"] == 0)
+    assert retry_stats(retry_env) == {"pending": 0, "succeeded": 1, "given_up": 0, "left_view": 0, "dropped": 0}
+    done = [r.getMessage() for r in caplog.records if "succeeded" in r.getMessage()]
+    assert len(done) == 1 and "mid=5001" in done[0] and "node2" in done[0] and "attempt 3" in done[0]
+    stat = envelope(await retry_env.admin.get("/stat"))["data"]
+    assert stat["broadcast_retries"]["succeeded"] == 1
+
+
+async def test_a_name_that_left_the_view_is_not_retried(retry_env: WebEnv) -> None:
+    node2 = retry_env.comets["node2"]
+    node2.unreachable = True
+    assert (await push_all(retry_env, expire="60"))["data"]["fc"] == ["node2"]
+    node1 = [info for info in retry_env.config.comet_nodes() if info.name == "node1"]
+    await retry_env.view.update(node1)
+    node2.unreachable = False
+    await eventually(lambda: retry_stats(retry_env)["left_view"] == 1)
+    assert retry_stats(retry_env)["pending"] == 0 and retry_stats(retry_env)["succeeded"] == 0
+    assert node2.broadcasts == []
+
+
+async def test_the_retry_gives_up_after_retry_for(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="web.broadcast_retry")
+    env = await start_env(broadcast={"retry_interval": 0.05, "retry_for": 0.3})
+    try:
+        env.comets["node2"].unreachable = True
+        assert (await push_all(env, expire="60"))["data"]["fc"] == ["node2"]
+        await eventually(lambda: retry_stats(env)["given_up"] == 1)
+        assert retry_stats(env)["pending"] == 0 and retry_stats(env)["succeeded"] == 0
+        assert env.comets["node2"].public_calls >= 2, "retried before giving up"
+        env.comets["node2"].unreachable = False
+        assert (await push_all(env, b"2", expire="60"))["data"]["fc"] == []
+        assert env.comets["node2"].broadcasts == [(5002, b"2")], "the given-up broadcast is not sent any more"
+        given_up = [r for r in caplog.records if "given up" in r.getMessage()]
+        assert len(given_up) == 1 and given_up[0].levelno == logging.WARNING
+        assert "mid=5001" in given_up[0].getMessage() and "node2" in given_up[0].getMessage()
+        assert not any(r.levelno >= logging.ERROR and r.name == "web.broadcast_retry" for r in caplog.records)
+    finally:
+        await stop_env(env)
+
+
+async def test_past_max_pending_retries_the_oldest_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="web.broadcast_retry")
+    env = await start_env(broadcast={**RETRY, "max_pending_retries": 2})
+    try:
+        node2 = env.comets["node2"]
+        node2.unreachable = True
+        for n in (1, 2, 3):
+            assert (await push_all(env, b"%d" % n, expire="60"))["data"]["fc"] == ["node2"]
+        assert retry_stats(env)["dropped"] == 1 and retry_stats(env)["pending"] == 2
+        dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(dropped) == 1 and "mid=5001" in dropped[0]
+        node2.unreachable = False
+        await eventually(lambda: node2.broadcasts == [(5002, b"2"), (5003, b"3")])
+        await eventually(lambda: retry_stats(env)["pending"] == 0)
+        assert retry_stats(env)["succeeded"] == 2
+    finally:
+        await stop_env(env)
+
+
+async def test_the_node_stop_cancels_pending_retries() -> None:
+    env = await start_env(broadcast=RETRY)
+    try:
+        node2 = env.comets["node2"]
+        node2.unreachable = True
+        assert (await push_all(env, expire="60"))["data"]["fc"] == ["node2"]
+        await eventually(lambda: node2.public_calls >= 2)   # retrying
+    finally:
+        await stop_env(env)
+    assert retry_stats(env)["pending"] == 0
+    calls = node2.public_calls
+    node2.unreachable = False
+    await asyncio.sleep(0.2)   # four retry intervals: a retry still running would have called the comet
+    assert node2.public_calls == calls and node2.broadcasts == []
+
+
+async def test_two_retried_broadcasts_reach_the_promoted_node_in_mid_order(retry_env: WebEnv) -> None:
+    node2 = retry_env.comets["node2"]
+    node2.unreachable = True
+    for body in (b'"a"', b'"b"'):
+        assert (await push_all(retry_env, body, expire="0"))["data"]["fc"] == ["node2"]
+    # a failover: the name node2 now belongs to another instance (another rpc address, another client)
+    standby = retry_env.comets["node2"] = FakeComet("node2")
+    standby.public_failures = 1   # the older one fails once more: the newer one must not overtake it
+    node1 = [info for info in retry_env.config.comet_nodes() if info.name == "node1"]
+    await retry_env.view.update([*node1, node_info("node2", rpc=["127.0.0.1:9"])])
+    await eventually(lambda: len(standby.broadcasts) == 2)
+    assert standby.broadcasts == [(5001, b'"a"'), (5002, b'"b"')]
+    assert node2.broadcasts == []
+    await eventually(lambda: retry_stats(retry_env)["pending"] == 0)
+    assert retry_stats(retry_env)["succeeded"] == 2
+
+
+async def test_retry_for_zero_turns_retries_off() -> None:
+    env = await start_env(broadcast={"retry_for": 0.0})
+    try:
+        env.comets["node2"].unreachable = True
+        assert (await push_all(env, expire="60"))["data"]["fc"] == ["node2"]
+        assert retry_stats(env)["pending"] == 0
+    finally:
+        await stop_env(env)
+
+
+@pytest.mark.parametrize("values", [{"retry_interval": 0}, {"retry_interval": -1.0}, {"retry_for": -1.0},
+                                    {"max_pending_retries": 0}])
+def test_bad_broadcast_config_is_refused(values: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="broadcast"):
+        load(None, {"broadcast": values})
