@@ -8,7 +8,10 @@ same window, so the chaos run exercises the SDK's rule too, and counts what it s
 * ``duplicates``: a public mid received live twice (on any connections), or fetched twice in one catch-up, or a
   fetch that returned a public mid at or below the ``p`` it asked from — never expected;
 * ``out_of_order``: on one connection, a public mid not above the previous public one. The chaos cluster has one
-  web node, which sends its broadcasts one at a time, so every comet writes them in mid order — never expected;
+  web node, which sends its broadcasts one at a time, so every comet writes them in mid order — never expected,
+  except for a broadcast whose ``fc`` named this connection's comet: the web retries it there in the background
+  (web/broadcast_retry.py), so it may come after newer ones (the verdict allows exactly those, counted
+  ``retried_late``; the mids are kept in ``out_of_order_mids``);
 * ``repeats``: a public message already accepted, again: the live copy of one a catch-up fetched, or one fetched
   again because a catch-up looks 10 s back; dropped by (gid, mid), expected (the final catch-up from ``p=0``
   repeats them all: not counted);
@@ -44,6 +47,9 @@ class PublicTally:
     out_of_order: int = 0
     trimmed: int = 0
 
+    def __post_init__(self) -> None:
+        self.out_of_order_mids: list[int] = []   # the public mids that came after a newer one on one connection
+
 
 class PublicSide:
     """The public mids one subscriber accepted (``accepted``, in arrival order) and how they came."""
@@ -71,6 +77,7 @@ class PublicSide:
             self._note(f"{self.name}: public mid {mid} received live twice")
         elif mid <= previous:
             self.tally.out_of_order += 1
+            self.tally.out_of_order_mids.append(mid)
             self._note(f"{self.name}: public mid {mid} after {previous} on one connection")
         self._live_seen.add(mid)
 

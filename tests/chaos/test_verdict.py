@@ -161,6 +161,22 @@ async def test_public_mids_twice_or_out_of_order_on_a_connection_are_reported() 
     assert "public duplicates = 1" in text and "public out_of_order = 1" in text
 
 
+@pytest.mark.parametrize("comet, allowed", [("a", True), ("b", False)])
+async def test_only_a_broadcast_retried_at_its_comet_may_come_after_a_newer_one(comet: str, allowed: bool) -> None:
+    log, stored = _history()
+    stored_public = _broadcasts(log) + [(300, {"b": 4})]     # mid 200 named comet "a" in fc: retried there
+    log.broadcasts.append(BroadcastRecord(4, 600, 0.3, 0.01, 0, 300, 2, ()))
+    subscriber = _subscriber([])
+    queue: asyncio.Queue[Live | None] = asyncio.Queue()
+    await subscriber._read(_Recorded([Live(100, 600, 1), Live(300, 600, 1), Live(200, 600, 1)]), queue)
+    for mid in (100, 300, 200):
+        subscriber.pub.take(mid, live=True)
+    verdict = judge(log, [subscriber], stored, [], stored_public, {KEY: comet})
+    public_order = [text for text in verdict.violations if "public out_of_order" in text]
+    assert verdict.counts["pretried_late"] == (1 if allowed else 0)
+    assert (public_order == []) == allowed
+
+
 def test_a_broadcast_without_an_answer_is_reported() -> None:
     log, stored = _history()
     stored_public = _broadcasts(log)

@@ -131,7 +131,13 @@ def _check_public(pushes: PushLog, subscriber: Subscriber, comet: str, stored_pu
     unknown = sorted(accepted - known)
     if unknown:
         verdict.fail(f"{name}: public mid(s) neither acknowledged nor stored: {unknown[:SHOWN]}")
-    for what in ("duplicates", "out_of_order", "trimmed"):
+    retried = {b.mid for b in pushes.saved_broadcasts() if comet in b.fc}   # retried at this comet, maybe late
+    late = [mid for mid in pub.tally.out_of_order_mids if mid in retried]
+    verdict.counts["pretried_late"] = verdict.counts.get("pretried_late", 0) + len(late)
+    if pub.tally.out_of_order > len(late):
+        verdict.fail(f"{name}: public out_of_order = {pub.tally.out_of_order - len(late)} (not retried broadcasts): "
+                     f"{subscriber.tally.anomalies[:SHOWN]}")
+    for what in ("duplicates", "trimmed"):
         if getattr(pub.tally, what):
             verdict.fail(f"{name}: public {what} = {getattr(pub.tally, what)}: {subscriber.tally.anomalies[:SHOWN]}")
 
@@ -149,7 +155,9 @@ def _count_public(pushes: PushLog, subscribers: Sequence[Subscriber], stored_pub
         "pdeliveries": sum(t.live for t in tallies), "paccepted_live": sum(t.accepted_live for t in tallies),
         "pfetched": sum(t.accepted_fetched for t in tallies), "pfinal": sum(t.accepted_final for t in tallies),
         "prepeats": sum(t.repeats for t in tallies), "plate": sum(t.late for t in tallies),
-        "pduplicates": sum(t.duplicates for t in tallies), "pout_of_order": sum(t.out_of_order for t in tallies),
+        "pduplicates": sum(t.duplicates for t in tallies),
+        "pout_of_order": sum(t.out_of_order for t in tallies) - verdict.counts.get("pretried_late", 0),
+        "pretried_late": verdict.counts.get("pretried_late", 0),
         "ptrimmed": sum(t.trimmed for t in tallies), "pgaps": verdict.counts.get("pgaps", 0),
         "pgaps_final": verdict.counts.get("pgaps_final", 0), "pstored": len(stored_public),
     })
@@ -231,7 +239,8 @@ def summary(title: str, verdict: Verdict, extra: Sequence[str] = ()) -> str:
             "public: {pdeliveries} deliveries ({paccepted_live} accepted live), {pfetched} fetched by catch-ups, "
             "{pfinal} by the final catch-up, {prepeats} repeats dropped by (gid, mid), {plate} late"
             .format(**counts),
-            "public invariants: duplicates={pduplicates} out_of_order={pout_of_order} gaps={pgaps} (after the final "
+            "public invariants: duplicates={pduplicates} out_of_order={pout_of_order} (retried late, allowed: "
+            "{pretried_late}) gaps={pgaps} (after the final "
             "catch-up {pgaps_final}) trimmed={ptrimmed} lost={plost}; stored {pstored} public messages, "
             "{pfailed_but_stored} of them from failed broadcasts".format(**counts)]
     if verdict.violations:
