@@ -22,7 +22,6 @@ from comet.client import PushResult
 from thirdparty.rpc_client import RemoteError, RpcUnavailable
 from web.cluster import CometNode
 from web.handlers import ApiRequest, Endpoint, Reply, rpc_call
-from web.multi_push import NodeResult, batches, push_node
 from web.params import parse_expire, parse_form_key, parse_key, parse_message, parse_multi_body
 from web.push_wait import PushWait, outcomes_json, parse_wait, push_meta
 from web.ret import NoNodeError, RetError
@@ -31,6 +30,7 @@ from web.tracing import WebTracer
 log = logging.getLogger(__name__)
 
 BATCHES_IN_FLIGHT = 3   # multi-key batches one comet gets at once (their RPC round trips overlap)
+NodeResult = tuple[list[str], int, dict[str, str]]  # (failed keys, connections written to, outcome by key)
 
 
 def token_matches(authorization: str, token: str) -> bool:
@@ -176,7 +176,7 @@ class PushMultiEndpoint(PushEndpoint):
         failed: list[str] = []
         online = 0
         outcomes: dict[str, str] = {}
-        parts = batches(keys, size)
+        parts = [keys[start:start + size] for start in range(0, len(keys), size)]   # order kept
         for start in range(0, len(parts), BATCHES_IN_FLIGHT):
             wave = parts[start:start + BATCHES_IN_FLIGHT]
             answers = await asyncio.gather(*(self._push(node, batch, message, expire, src, meta, timeout)
@@ -208,7 +208,8 @@ class PushMultiEndpoint(PushEndpoint):
             self._failed(keys, f"comet {node.name} has no rpc address", node.name, src, message, expire)
             return (list(keys), 0, {}), False
         try:
-            failed, online, outcomes = await push_node(client, keys, message, expire, meta, timeout)
+            failed, online, outcomes = await client.push_privates_counted(keys, message, expire, meta,
+                                                                          timeout=timeout)
         except RpcUnavailable as exc:
             log.error("comet %s: unreachable (%s), %d key(s) failed, e.g. key=%s",
                       node.name, exc, len(keys), keys[0])

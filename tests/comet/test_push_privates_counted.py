@@ -1,16 +1,15 @@
 """CometClient.push_privates_counted over real MessagePack-RPC (a scripted CometRPC on a loopback RpcServer): the
-whole reply (failed keys, connections written to, outcomes), malformed replies, and the batching rule."""
+whole reply (failed keys, connections written to, outcomes), and malformed replies."""
 from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
 import pytest
 
+from comet.client import CometClient
 from tests.helpers import free_port
 from thirdparty.rpc_client import RemoteError
 from thirdparty.rpc_server import RpcServer
-from comet.client import CometClient
-from web.multi_push import batches, push_node
 
 
 class ScriptedComet:
@@ -43,10 +42,10 @@ async def comet() -> AsyncIterator[tuple[ScriptedComet, CometClient]]:
 async def test_counted_push_returns_failed_online_and_outcomes(comet: tuple[ScriptedComet, CometClient]) -> None:
     service, client = comet
     service.reply = {"fk": ["b"], "online": 3}
-    assert await push_node(client, ["a", "b"], b"{}", 60, None, None) == (["b"], 3, {})
+    assert await client.push_privates_counted(["a", "b"], b"{}", 60, None, timeout=None) == (["b"], 3, {})
     service.reply = {"fk": [], "online": 1, "outcomes": {"a": "acked", "b": "offline"}}
     meta = {"wait": "acked", "timeout": 1.0}
-    assert await push_node(client, ["a", "b"], b"1", 0, meta, 3.0) == ([], 1, {"a": "acked", "b": "offline"})
+    assert await client.push_privates_counted(["a", "b"], b"1", 0, meta, timeout=3.0) == ([], 1, {"a": "acked", "b": "offline"})
     assert service.calls == [(["a", "b"], b"{}", 60, None), (["a", "b"], b"1", 0, meta)]
 
 
@@ -62,8 +61,3 @@ async def test_a_malformed_reply_is_a_remote_error(comet: tuple[ScriptedComet, C
         await client.push_privates_counted(["a"], b"{}", 60, None)
     assert info.value.code == 65535 and "malformed CometRPC.PushPrivates reply" in info.value.message
 
-
-def test_batches_keep_order_and_size() -> None:
-    assert batches(["a", "b", "c", "d", "e"], 2) == [["a", "b"], ["c", "d"], ["e"]]
-    assert batches(["a"], 5) == [["a"]]
-    assert batches([], 5) == []
