@@ -45,7 +45,8 @@ async def test_counted_push_returns_failed_online_and_outcomes(comet: tuple[Scri
     assert await client.push_privates_counted(["a", "b"], b"{}", 60, None, timeout=None) == (["b"], 3, {})
     service.reply = {"fk": [], "online": 1, "outcomes": {"a": "acked", "b": "offline"}}
     meta = {"wait": "acked", "timeout": 1.0}
-    assert await client.push_privates_counted(["a", "b"], b"1", 0, meta, timeout=3.0) == ([], 1, {"a": "acked", "b": "offline"})
+    answer = await client.push_privates_counted(["a", "b"], b"1", 0, meta, timeout=3.0)
+    assert answer == ([], 1, {"a": "acked", "b": "offline"})
     assert service.calls == [(["a", "b"], b"{}", 60, None), (["a", "b"], b"1", 0, meta)]
 
 
